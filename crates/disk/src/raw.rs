@@ -1,0 +1,140 @@
+//! Raw images: the file is the disk.
+
+use std::fs::{File, OpenOptions as FsOpenOptions};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+use crate::{check_range, BlockDevice, DiskError, OpenOptions};
+
+/// A raw image file.
+pub struct RawImage {
+    file: File,
+    size: u64,
+    read_only: bool,
+}
+
+/// Takes an advisory lock on `file` (shared for readers, exclusive for writers), like QEMU.
+pub(crate) fn lock_file(file: &File, path: &Path, exclusive: bool) -> Result<(), DiskError> {
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    } | libc::LOCK_NB;
+    // SAFETY: flock on a file descriptor we own; it touches no memory.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(DiskError::Locked(path.to_path_buf()));
+        }
+        return Err(DiskError::Io(err));
+    }
+    Ok(())
+}
+
+impl RawImage {
+    /// Opens `path` as a raw image and locks it.
+    pub fn open(path: &Path, options: OpenOptions) -> Result<Self, DiskError> {
+        let file = FsOpenOptions::new()
+            .read(true)
+            .write(!options.read_only)
+            .open(path)
+            .map_err(|source| DiskError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        lock_file(&file, path, !options.read_only)?;
+        let size = file.metadata()?.len() / crate::SECTOR_SIZE * crate::SECTOR_SIZE;
+        Ok(Self {
+            file,
+            size,
+            read_only: options.read_only,
+        })
+    }
+}
+
+impl BlockDevice for RawImage {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), DiskError> {
+        check_range(offset, buf.len(), self.size)?;
+        self.file.read_exact_at(buf, offset)?;
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), DiskError> {
+        if self.read_only {
+            return Err(DiskError::ReadOnly);
+        }
+        check_range(offset, buf.len(), self.size)?;
+        self.file.write_all_at(buf, offset)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), DiskError> {
+        if !self.read_only {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn format(&self) -> &'static str {
+        "raw"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_image(bytes: &[u8]) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "chr-vmm-raw-{}-{}",
+            std::process::id(),
+            bytes.len()
+        ));
+        let mut f = File::create(&path).unwrap();
+        f.write_all(bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_writes_and_refuses_past_end() {
+        let path = temp_image(&[7u8; 1024]);
+        let img = RawImage::open(&path, OpenOptions::default()).unwrap();
+        assert_eq!(img.size(), 1024);
+        img.write_at(&[1; 512], 512).unwrap();
+        let mut buf = [0u8; 1024];
+        img.read_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf[..512], &[7; 512]);
+        assert_eq!(&buf[512..], &[1; 512]);
+        assert!(matches!(
+            img.read_at(&mut buf, 512),
+            Err(DiskError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            img.read_at(&mut buf, u64::MAX),
+            Err(DiskError::OutOfRange { .. })
+        ));
+        // A second writer is refused by the lock.
+        assert!(matches!(
+            RawImage::open(&path, OpenOptions::default()),
+            Err(DiskError::Locked(_))
+        ));
+        drop(img);
+        let ro = RawImage::open(&path, OpenOptions { read_only: true }).unwrap();
+        assert!(matches!(
+            ro.write_at(&[0; 512], 0),
+            Err(DiskError::ReadOnly)
+        ));
+        std::fs::remove_file(path).unwrap();
+    }
+}

@@ -1,0 +1,1 @@
+//! irqchip (placeholder until its issue lands).

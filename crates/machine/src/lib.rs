@@ -1,0 +1,11 @@
+//! The PC that chr-vmm builds: guest memory and its map, the port and MMIO buses, PCI, the
+//! firmware interface (fw_cfg, CMOS, ACPI tables) and the legacy devices a BIOS boot needs.
+//!
+//! The machine never runs guest code itself: an accelerator implementing [`vcpu::Vcpu`] does,
+//! and hands every I/O exit back through [`vcpu::IoHandler`].
+
+pub mod bus;
+pub mod irq;
+pub mod pci;
+pub mod power;
+pub mod vcpu;

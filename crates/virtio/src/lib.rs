@@ -1,0 +1,1 @@
+//! virtio (placeholder until its issue lands).

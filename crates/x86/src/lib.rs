@@ -1,0 +1,1 @@
+//! x86 (placeholder until its issue lands).
