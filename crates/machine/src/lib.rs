@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod irq;
+pub mod memory;
 pub mod pci;
 pub mod power;
 pub mod vcpu;
