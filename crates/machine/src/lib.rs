@@ -5,6 +5,8 @@
 //! and hands every I/O exit back through [`vcpu::IoHandler`].
 
 pub mod bus;
+pub mod cmos;
+pub mod fw_cfg;
 pub mod irq;
 pub mod memory;
 pub mod pci;
