@@ -6,9 +6,12 @@
 
 pub mod bus;
 pub mod cmos;
+pub mod debugcon;
 pub mod fw_cfg;
+pub mod i8042;
 pub mod irq;
 pub mod memory;
 pub mod pci;
 pub mod power;
+pub mod serial;
 pub mod vcpu;
