@@ -9,6 +9,7 @@ pub mod cmos;
 pub mod debugcon;
 pub mod fw_cfg;
 pub mod i8042;
+pub mod io;
 pub mod irq;
 pub mod memory;
 pub mod pci;
