@@ -1,1 +1,70 @@
-fn main() {}
+//! chr-vmm: run MikroTik RouterOS CHR without QEMU.
+
+mod cli;
+mod console;
+mod events;
+mod firmware;
+mod logger;
+mod machine_builder;
+mod runner;
+mod signals;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Everything that can stop a VM from being built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// Firmware problems.
+    #[error(transparent)]
+    Firmware(#[from] firmware::FirmwareError),
+    /// Guest memory problems.
+    #[error(transparent)]
+    Memory(#[from] machine::memory::MemoryError),
+    /// Disk problems.
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
+    /// Console problems.
+    #[error(transparent)]
+    Console(#[from] console::ConsoleError),
+    /// fw_cfg problems (a programming error, reported rather than panicking).
+    #[error("cannot set up the firmware configuration: {0}")]
+    FwCfg(#[from] machine::fw_cfg::FwCfgError),
+    /// KVM problems.
+    #[cfg(target_arch = "x86_64")]
+    #[error(transparent)]
+    Kvm(#[from] kvm::KvmError),
+    /// A vCPU failed.
+    #[error(transparent)]
+    Vcpu(#[from] machine::vcpu::VcpuError),
+    /// No accelerator is available.
+    #[error("no usable KVM on this host ({0}) and the x86 interpreter is not built into this chr-vmm yet; run on a host with KVM")]
+    NoAccelerator(String),
+    /// The interpreter was asked for but is not wired yet.
+    #[error("the x86 interpreter (--accel interp) is not available in this build yet; use --accel kvm on a host with KVM")]
+    NoInterpreter,
+    /// Something else while building the machine.
+    #[error("cannot build the machine: {0}")]
+    Build(String),
+    /// A thread could not be started.
+    #[error("cannot start a VMM thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logger::init(cli.log_level);
+    let result = match cli.command {
+        Command::Run(args) => runner::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("chr-vmm: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

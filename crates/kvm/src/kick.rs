@@ -72,8 +72,12 @@ impl Kicker {
 
     /// Records the thread now running the vCPU (`false`: none runs it any more).
     pub fn set_thread(&self, running: bool) {
-        // SAFETY: pthread_self has no preconditions.
-        let me = if running { (unsafe { libc::pthread_self() }) as u64 } else { 0 };
+        let me = if running {
+            // SAFETY: pthread_self has no preconditions.
+            (unsafe { libc::pthread_self() }) as u64
+        } else {
+            0
+        };
         self.thread.store(me, Ordering::SeqCst);
     }
 }

@@ -18,7 +18,11 @@ pub struct KvmVcpu {
 impl KvmVcpu {
     pub(crate) fn new(fd: VcpuFd, id: u8) -> Self {
         kick::install_handler();
-        Self { fd, id, kicker: Arc::new(Kicker::default()) }
+        Self {
+            fd,
+            id,
+            kicker: Arc::new(Kicker::default()),
+        }
     }
 
     fn handle_io(data_len: usize, size: usize, mut each: impl FnMut(usize, usize)) {
@@ -38,7 +42,9 @@ impl KvmVcpu {
             // SAFETY: `run_ptr` is this vCPU's mmap'd kvm_run, alive as long as `self.fd`; after
             // an I/O exit the kernel has filled the `io` member of the union, and we read only
             // its `size` byte, which the data slice (at `data_offset`) does not overlap.
-            usize::from(unsafe { std::ptr::addr_of!((*run_ptr).__bindgen_anon_1.io.size).read_volatile() })
+            usize::from(unsafe {
+                std::ptr::addr_of!((*run_ptr).__bindgen_anon_1.io.size).read_volatile()
+            })
         };
         loop {
             if self.kicker.stop_requested() {
@@ -47,10 +53,14 @@ impl KvmVcpu {
             let exit = self.fd.run();
             match exit {
                 Ok(KvmExit::IoIn(port, data)) => {
-                    Self::handle_io(data.len(), io_size(), |off, n| io.pio_read(port, &mut data[off..off + n]));
+                    Self::handle_io(data.len(), io_size(), |off, n| {
+                        io.pio_read(port, &mut data[off..off + n])
+                    });
                 }
                 Ok(KvmExit::IoOut(port, data)) => {
-                    Self::handle_io(data.len(), io_size(), |off, n| io.pio_write(port, &data[off..off + n]));
+                    Self::handle_io(data.len(), io_size(), |off, n| {
+                        io.pio_write(port, &data[off..off + n])
+                    });
                 }
                 Ok(KvmExit::MmioRead(addr, data)) => io.mmio_read(addr, data),
                 Ok(KvmExit::MmioWrite(addr, data)) => io.mmio_write(addr, data),
@@ -73,9 +83,9 @@ impl KvmVcpu {
                 }
                 Ok(KvmExit::InternalError) => {
                     return Err(VcpuError::UnsupportedByHost(format!(
-                        "KVM reported an internal error on vCPU {} (its instruction emulator gave up)",
-                        self.id
-                    )))
+                    "KVM reported an internal error on vCPU {} (its instruction emulator gave up)",
+                    self.id
+                )))
                 }
                 Ok(KvmExit::FailEntry(reason, cpu)) => {
                     return Err(VcpuError::UnsupportedByHost(format!(
@@ -83,12 +93,20 @@ impl KvmVcpu {
                     )))
                 }
                 Ok(other) => {
-                    return Err(VcpuError::Failed(format!("vCPU {}: unexpected KVM exit {other:?}", self.id)))
+                    return Err(VcpuError::Failed(format!(
+                        "vCPU {}: unexpected KVM exit {other:?}",
+                        self.id
+                    )))
                 }
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.fd.set_kvm_immediate_exit(0);
                 }
-                Err(e) => return Err(VcpuError::Failed(format!("KVM_RUN failed on vCPU {}: {e}", self.id))),
+                Err(e) => {
+                    return Err(VcpuError::Failed(format!(
+                        "KVM_RUN failed on vCPU {}: {e}",
+                        self.id
+                    )))
+                }
             }
         }
     }

@@ -113,6 +113,35 @@ impl Bus {
     }
 }
 
+/// Presents a device at a shifted offset, so that one device can own several separate port
+/// ranges (e.g. the i8042's 0x60 and 0x64) and still see its own register offsets.
+pub struct Offset {
+    inner: SharedDevice,
+    add: u64,
+}
+
+impl Offset {
+    /// Forwards accesses to `inner` with `add` added to their offset.
+    pub fn new(inner: SharedDevice, add: u64) -> Self {
+        Self { inner, add }
+    }
+}
+
+impl BusDevice for Offset {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read(offset + self.add, data);
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(offset + self.add, data);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

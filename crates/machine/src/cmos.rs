@@ -99,7 +99,7 @@ impl Cmos {
                     h
                 } else {
                     // 12-hour mode: 12, 1..11 with bit 7 for PM.
-                    let h12 = if h % 12 == 0 { 12 } else { h % 12 };
+                    let h12 = if h.is_multiple_of(12) { 12 } else { h % 12 };
                     return Some(self.encode(h12) | if h >= 12 { 0x80 } else { 0 });
                 }
             }

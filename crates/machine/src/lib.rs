@@ -13,6 +13,7 @@ pub mod io;
 pub mod irq;
 pub mod memory;
 pub mod pci;
+pub mod port92;
 pub mod power;
 pub mod serial;
 pub mod vcpu;

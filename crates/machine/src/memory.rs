@@ -96,7 +96,7 @@ impl MemoryLayout {
         if ram_size < MIN_RAM {
             return Err(MemoryError::TooSmall(ram_size >> 20));
         }
-        if bios_size % 0x1_0000 != 0 || !(0x2_0000..=0x100_0000).contains(&bios_size) {
+        if !bios_size.is_multiple_of(0x1_0000) || !(0x2_0000..=0x100_0000).contains(&bios_size) {
             return Err(MemoryError::BadFirmwareSize(bios_size as usize));
         }
         Ok(Self {

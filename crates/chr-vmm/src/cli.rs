@@ -1,0 +1,146 @@
+//! The command line: `chr-vmm run DISK [options]`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Run MikroTik RouterOS CHR (or any BIOS-booting x86-64 disk) without QEMU.
+#[derive(Debug, Parser)]
+#[command(name = "chr-vmm", version, about)]
+pub struct Cli {
+    /// Log level: error, warn, info, debug or trace (also $CHR_VMM_LOG).
+    #[arg(long, global = true, default_value = "info", env = "CHR_VMM_LOG", value_parser = parse_level)]
+    pub log_level: log::LevelFilter,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a disk image.
+    Run(RunArgs),
+}
+
+/// Which CPU accelerator runs the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accel {
+    /// KVM when /dev/kvm can run an ordinary guest, otherwise the interpreter.
+    Auto,
+    /// KVM, even where the probe doubts it.
+    Kvm,
+    /// The built-in x86-64 interpreter.
+    Interp,
+}
+
+/// `chr-vmm run` options.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The disk image to boot (raw .img; other formats as the disk crate supports them).
+    pub disk: PathBuf,
+    /// Guest RAM, e.g. 256M or 1G (a bare number means MiB).
+    #[arg(short, long, default_value = "256M", value_parser = parse_size)]
+    pub memory: u64,
+    /// Number of vCPUs.
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub cpus: u8,
+    /// CPU accelerator.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// The guest's serial console: stdio, telnet:HOST:PORT, unix:PATH, file:PATH or none.
+    #[arg(long, default_value = "stdio", value_parser = parse_serial)]
+    pub serial: SerialSpec,
+    /// Discard all guest writes when the VM exits; the image is opened read-only.
+    #[arg(long)]
+    pub snapshot: bool,
+    /// The SeaBIOS image (default: bios-256k.bin from the usual firmware directories).
+    #[arg(long)]
+    pub firmware: Option<PathBuf>,
+    /// Write the firmware's debug log (port 0x402) to this file.
+    #[arg(long)]
+    pub firmware_log: Option<PathBuf>,
+}
+
+/// Where the serial console goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialSpec {
+    /// The terminal (Ctrl-A x quits).
+    Stdio,
+    /// A telnet server.
+    Telnet(String),
+    /// A Unix socket server.
+    Unix(PathBuf),
+    /// Output appended to a file, no input.
+    File(PathBuf),
+    /// No serial console.
+    None,
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a log level; use error, warn, info, debug or trace"))
+}
+
+fn parse_serial(s: &str) -> Result<SerialSpec, String> {
+    let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
+    match (kind, rest) {
+        ("stdio", "") => Ok(SerialSpec::Stdio),
+        ("none", "") => Ok(SerialSpec::None),
+        ("telnet", addr) if addr.contains(':') => Ok(SerialSpec::Telnet(addr.to_string())),
+        ("unix", path) if !path.is_empty() => Ok(SerialSpec::Unix(PathBuf::from(path))),
+        ("file", path) if !path.is_empty() => Ok(SerialSpec::File(PathBuf::from(path))),
+        _ => Err(format!(
+            "{s:?} is not a serial console; use stdio, telnet:HOST:PORT, unix:PATH, file:PATH or none"
+        )),
+    }
+}
+
+/// Parses sizes like `256M`, `1G`, `1024` (MiB), `512K`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: unknown size suffix {c:?}; use K, M or G")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 20),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 256M or 1G"))?;
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_serial_specs() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("512"), Ok(512 << 20));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("abc").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+        assert_eq!(
+            parse_serial("telnet:0.0.0.0:5000"),
+            Ok(SerialSpec::Telnet("0.0.0.0:5000".into()))
+        );
+        assert_eq!(
+            parse_serial("file:/tmp/x"),
+            Ok(SerialSpec::File("/tmp/x".into()))
+        );
+        assert!(parse_serial("telnet:5000").is_err());
+        assert!(parse_serial("bogus").is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! Builds the PC for one boot: memory, buses, legacy devices, PCI, firmware tables and vCPUs.
+//! Read top to bottom, it is the machine's parts list.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use machine::bus::{Offset, SharedDevice};
+use machine::cmos::{Cmos, CMOS_PORT};
+use machine::debugcon::{DebugCon, DEBUGCON_PORT};
+use machine::fw_cfg::{key, FwCfg, FW_CFG_PORT, FW_CFG_PORT_LEN};
+use machine::i8042::{I8042, I8042_PORT, KEYBOARD_IRQ};
+use machine::io::IoBuses;
+use machine::irq::{InterruptController, IrqLine};
+use machine::memory::{GuestMemory, MemoryLayout};
+use machine::pci::{HostBridge, PciRoot, Piix3, PCI_CONFIG_PORT};
+use machine::port92::{Port92, PORT92};
+use machine::power::PowerControl;
+use machine::serial::{SerialPort, COM1_IRQ, COM1_PORT};
+use machine::vcpu::Vcpu;
+
+use crate::console::ConsoleOut;
+use crate::VmError;
+
+/// Which accelerator runs the vCPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelKind {
+    /// KVM.
+    Kvm,
+    /// The interpreter.
+    Interp,
+}
+
+/// Everything needed to build the machine, kept across resets.
+pub struct MachineConfig {
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// vCPU count.
+    pub cpus: u8,
+    /// The accelerator.
+    pub accel: AccelKind,
+    /// SeaBIOS.
+    pub bios: Arc<Vec<u8>>,
+    /// Where SeaBIOS's debug log goes.
+    pub firmware_log: Option<PathBuf>,
+    /// The serial console's output.
+    pub console_out: ConsoleOut,
+}
+
+/// One boot's machine.
+pub struct Machine {
+    /// The buses every vCPU's exits go to.
+    pub buses: IoBuses,
+    /// Reset and power-off requests.
+    pub power: Arc<PowerControl>,
+    /// The vCPUs, taken by their threads.
+    pub vcpus: Vec<Box<dyn Vcpu>>,
+    /// COM1, for the console's input.
+    pub serial: Arc<Mutex<SerialPort>>,
+    /// Guest memory; kept alive as long as the accelerator maps it.
+    pub _memory: GuestMemory,
+    #[cfg(target_arch = "x86_64")]
+    _kvm: Option<kvm::KvmVm>,
+}
+
+fn shared<T: machine::bus::BusDevice + 'static>(dev: T) -> Arc<Mutex<T>> {
+    Arc::new(Mutex::new(dev))
+}
+
+fn add_pio(buses: &IoBuses, base: u64, len: u64, dev: SharedDevice) -> Result<(), VmError> {
+    buses
+        .pio
+        .insert(base, len, dev)
+        .map_err(|e| VmError::Build(format!("port {base:#x}: {e}")))
+}
+
+/// Builds the machine described by `cfg`.
+pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
+    let layout = MemoryLayout::new(cfg.memory, cfg.bios.len() as u64)?;
+    let memory = layout.build(&cfg.bios)?;
+    let power = Arc::new(PowerControl::new());
+    let buses = IoBuses::default();
+
+    #[cfg(target_arch = "x86_64")]
+    let (kvm_vm, irq): (Option<kvm::KvmVm>, Arc<dyn InterruptController>) = match cfg.accel {
+        AccelKind::Kvm => {
+            let vm = kvm::KvmVm::new(&memory, &layout)?;
+            let irq = vm.interrupts();
+            (Some(vm), irq)
+        }
+        AccelKind::Interp => return Err(VmError::NoInterpreter),
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let irq: Arc<dyn InterruptController> = return Err(VmError::NoInterpreter);
+
+    // Legacy devices.
+    add_pio(
+        &buses,
+        CMOS_PORT,
+        2,
+        shared(Cmos::new(layout.low_end, layout.high_size(), cfg.cpus)),
+    )?;
+    let debug_out: Option<Box<dyn std::io::Write + Send>> = match &cfg.firmware_log {
+        Some(path) => Some(Box::new(std::fs::File::create(path).map_err(|e| {
+            VmError::Build(format!("cannot create {}: {e}", path.display()))
+        })?)),
+        None => None,
+    };
+    add_pio(&buses, DEBUGCON_PORT, 1, shared(DebugCon::new(debug_out)))?;
+    let serial = shared(SerialPort::new(
+        IrqLine::new(irq.clone(), COM1_IRQ),
+        Box::new(cfg.console_out.clone()),
+    ));
+    add_pio(&buses, COM1_PORT, 8, serial.clone())?;
+    let i8042: SharedDevice = shared(I8042::new(
+        IrqLine::new(irq.clone(), KEYBOARD_IRQ),
+        power.clone(),
+    ));
+    add_pio(&buses, I8042_PORT, 1, i8042.clone())?;
+    add_pio(&buses, I8042_PORT + 4, 1, shared(Offset::new(i8042, 4)))?;
+    add_pio(&buses, PORT92, 1, shared(Port92::new(power.clone())))?;
+
+    // PCI: the i440FX host bridge and the PIIX3 ISA bridge at the slots SeaBIOS expects.
+    let mut pci = PciRoot::new(buses.pio.clone(), buses.mmio.clone(), power.clone());
+    pci.add(0, Arc::new(Mutex::new(HostBridge::new())));
+    pci.add(1, Arc::new(Mutex::new(Piix3::new())));
+    add_pio(&buses, PCI_CONFIG_PORT, 8, shared(pci))?;
+
+    // Firmware configuration.
+    let mut fw = FwCfg::new();
+    fw.add_item(key::NB_CPUS, u16::from(cfg.cpus).to_le_bytes().to_vec());
+    fw.add_item(key::MAX_CPUS, u16::from(cfg.cpus).to_le_bytes().to_vec());
+    fw.add_item(key::RAM_SIZE, cfg.memory.to_le_bytes().to_vec());
+    fw.add_item(key::BOOT_MENU, 0u16.to_le_bytes().to_vec());
+    let mut e820 = Vec::new();
+    for (start, len, kind) in layout.e820() {
+        e820.extend_from_slice(&start.to_le_bytes());
+        e820.extend_from_slice(&len.to_le_bytes());
+        e820.extend_from_slice(&kind.to_le_bytes());
+    }
+    fw.add_file("etc/e820", e820)?;
+    // Mirror the BIOS and boot loader text screen onto COM1.
+    fw.add_file("etc/sercon-port", (COM1_PORT as u16).to_le_bytes().to_vec())?;
+    add_pio(&buses, FW_CFG_PORT, FW_CFG_PORT_LEN, shared(fw))?;
+
+    // vCPUs.
+    let mut vcpus: Vec<Box<dyn Vcpu>> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    if let Some(vm) = &kvm_vm {
+        for id in 0..cfg.cpus {
+            let vcpu = vm.create_vcpu(id, cfg.cpus)?;
+            power.add_vcpu(vcpu.kicker());
+            vcpus.push(Box::new(vcpu));
+        }
+    }
+
+    Ok(Machine {
+        buses,
+        power,
+        vcpus,
+        serial,
+        _memory: memory,
+        #[cfg(target_arch = "x86_64")]
+        _kvm: kvm_vm,
+    })
+}

@@ -1,0 +1,188 @@
+//! `chr-vmm run`: choose the accelerator, open the disk and console, then build and run the
+//! machine, rebuilding it whenever the guest resets.
+
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+
+use machine::power::PowerEvent;
+use machine::vcpu::VcpuExit;
+
+use crate::cli::{Accel, RunArgs};
+use crate::console::Console;
+use crate::events::Event;
+use crate::machine_builder::{self, AccelKind, MachineConfig};
+use crate::{firmware, signals, VmError};
+
+/// Picks the accelerator for `requested`, logging the choice and why.
+fn choose_accel(requested: Accel) -> Result<AccelKind, VmError> {
+    #[cfg(target_arch = "x86_64")]
+    let probe = kvm::probe();
+    match requested {
+        Accel::Interp => Ok(AccelKind::Interp),
+        #[cfg(target_arch = "x86_64")]
+        Accel::Kvm => {
+            match &probe {
+                kvm::Usability::Usable(why) => log::info!("accelerator: KVM ({why})"),
+                kvm::Usability::Unusable(why) => {
+                    log::warn!(
+                        "accelerator: KVM as requested, although {why}; the guest may stop early"
+                    )
+                }
+            }
+            Ok(AccelKind::Kvm)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Accel::Auto => match probe {
+            kvm::Usability::Usable(why) => {
+                log::info!("accelerator: KVM ({why})");
+                Ok(AccelKind::Kvm)
+            }
+            kvm::Usability::Unusable(why) => {
+                log::info!("accelerator: interpreter, because {why}");
+                Ok(AccelKind::Interp)
+            }
+        },
+        #[cfg(not(target_arch = "x86_64"))]
+        Accel::Kvm => Err(VmError::NoAccelerator(
+            "KVM can run x86 guests only on x86_64 hosts".into(),
+        )),
+        #[cfg(not(target_arch = "x86_64"))]
+        Accel::Auto => {
+            log::info!("accelerator: interpreter, because this host is not x86_64");
+            Ok(AccelKind::Interp)
+        }
+    }
+}
+
+/// Runs the VM described by `args`; returns the process exit status.
+pub fn run(args: RunArgs) -> Result<u8, VmError> {
+    let (tx, rx) = channel();
+    signals::start(tx.clone())?;
+    let accel = choose_accel(args.accel)?;
+    let bios_path = firmware::find(args.firmware.as_deref(), firmware::BIOS_NAME)?;
+    let bios = firmware::load(&bios_path)?;
+    log::info!("firmware: {}", bios_path.display());
+    let disk = disk::open(
+        &args.disk,
+        disk::OpenOptions {
+            read_only: args.snapshot,
+        },
+    )?;
+    log::info!(
+        "disk: {} ({}, {} MiB{})",
+        args.disk.display(),
+        disk.format(),
+        disk.size() >> 20,
+        if disk.read_only() { ", read-only" } else { "" }
+    );
+    let _disk: Arc<dyn disk::BlockDevice> = Arc::from(disk);
+    let console = Console::open(&args.serial, tx.clone())?;
+    let cfg = MachineConfig {
+        memory: args.memory,
+        cpus: args.cpus,
+        accel,
+        bios: Arc::new(bios),
+        firmware_log: args.firmware_log.clone(),
+        console_out: console.out.clone(),
+    };
+    loop {
+        match boot_once(&cfg, &console, &rx, &tx)? {
+            Outcome::Reset => log::info!("guest reset: rebuilding the machine"),
+            Outcome::PowerOff => {
+                log::info!("guest powered off");
+                return Ok(0);
+            }
+            Outcome::Quit(code) => return Ok(code),
+        }
+    }
+}
+
+enum Outcome {
+    Reset,
+    PowerOff,
+    Quit(u8),
+}
+
+fn boot_once(
+    cfg: &MachineConfig,
+    console: &Console,
+    rx: &Receiver<Event>,
+    tx: &std::sync::mpsc::Sender<Event>,
+) -> Result<Outcome, VmError> {
+    let mut machine = machine_builder::build(cfg)?;
+    *console.input.lock().unwrap_or_else(|e| e.into_inner()) = Some(machine.serial.clone());
+    let power = machine.power.clone();
+    let mut running = 0usize;
+    let mut handles = Vec::new();
+    for (id, mut vcpu) in machine.vcpus.drain(..).enumerate() {
+        let io = machine.buses.clone();
+        let tx = tx.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn(move || {
+                    let result = vcpu.run(&io);
+                    let _ = tx.send(Event::VcpuDone(id as u8, result));
+                })?,
+        );
+        running += 1;
+    }
+    let mut quit: Option<u8> = None;
+    let mut failure: Option<VmError> = None;
+    let mut terms = 0;
+    while running > 0 {
+        let Ok(event) = rx.recv() else { break };
+        match event {
+            Event::VcpuDone(id, result) => {
+                running -= 1;
+                match result {
+                    Ok(VcpuExit::Reset) => power.request(PowerEvent::Reset),
+                    Ok(VcpuExit::PowerOff) => power.request(PowerEvent::PowerOff),
+                    Ok(VcpuExit::Stopped) => {
+                        if power.pending().is_none() && quit.is_none() && failure.is_none() {
+                            log::debug!("vCPU {id} stopped");
+                        }
+                    }
+                    Err(e) => {
+                        log::error!("vCPU {id}: {e}");
+                        if failure.is_none() {
+                            failure = Some(e.into());
+                        }
+                        power.kick_all();
+                    }
+                }
+            }
+            Event::Quit => {
+                log::info!("quit requested on the console");
+                quit = Some(0);
+                power.kick_all();
+            }
+            Event::Signal(sig) if sig == libc::SIGTERM && terms == 0 => {
+                terms += 1;
+                log::info!("SIGTERM: no ACPI power button in this build yet; stopping the VM");
+                quit = Some(0);
+                power.kick_all();
+            }
+            Event::Signal(sig) => {
+                log::info!("signal {sig}: stopping the VM now");
+                quit = Some(128u8.saturating_add(sig as u8));
+                power.kick_all();
+            }
+        }
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    *console.input.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some(code) = quit {
+        return Ok(Outcome::Quit(code));
+    }
+    Ok(match power.pending() {
+        Some(PowerEvent::Reset) => Outcome::Reset,
+        Some(PowerEvent::PowerOff) => Outcome::PowerOff,
+        None => Outcome::Quit(0),
+    })
+}
