@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages chr-vmm needs to build, to boot its test guest and to run its
+# tests. Idempotent; needs root (or sudo). Progress goes to stderr, apt's chatter to a log.
+set -euo pipefail
+PKGS=(
+  seabios                 # bios-256k.bin: the firmware chr-vmm boots
+  qemu-utils              # qemu-img: the reference for disk formats
+  qemu-system-x86         # QEMU: the nested-KVM harness and the benchmark baseline
+  syslinux syslinux-common mtools fdisk dosfstools busybox-static cpio  # the test guest
+  nasm                    # the MBR test program
+  bc                      # the nested-KVM harness
+  pkg-config libslirp-dev libglib2.0-dev  # user-mode networking
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  log=${TMPDIR:-/tmp}/chr-vmm-apt.log
+  echo "[install-deps] installing: ${missing[*]} (log: $log)" >&2
+  if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$log" 2>&1; then
+    $SUDO apt-get update -qq >>"$log" 2>&1
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >>"$log" 2>&1 \
+      || { echo "[install-deps] apt-get install failed; see $log" >&2; exit 1; }
+  fi
+fi
+command -v cargo >/dev/null || { echo "[install-deps] cargo not found: install Rust (rustup or Debian's cargo)" >&2; exit 1; }
