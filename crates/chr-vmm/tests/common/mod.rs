@@ -1,7 +1,7 @@
 //! Shared pieces of the end-to-end tests: the test guest, a running chr-vmm with its serial
 //! console captured, and skip reporting.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
