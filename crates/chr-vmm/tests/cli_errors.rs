@@ -20,7 +20,7 @@ fn run(args: &[&str]) -> (i32, String) {
 
 fn scratch_disk(name: &str) -> std::path::PathBuf {
     let p = std::env::temp_dir().join(format!("chr-vmm-cli-{}-{name}.img", std::process::id()));
-    std::fs::write(&p, vec![0u8; 1 << 20]).unwrap();
+    std::fs::write(&p, vec![0u8; 1 << 20]).expect("write a scratch disk");
     p
 }
 
@@ -69,16 +69,10 @@ fn a_disk_in_use_is_refused() {
         .write(true)
         .open(&disk)
         .unwrap();
+    let fd = std::os::unix::io::AsRawFd::as_raw_fd(&holder);
     // SAFETY: flock on a descriptor we own.
-    assert_eq!(
-        unsafe {
-            libc::flock(
-                std::os::unix::io::AsRawFd::as_raw_fd(&holder),
-                libc::LOCK_EX,
-            )
-        },
-        0
-    );
+    let locked = unsafe { libc::flock(fd, libc::LOCK_EX) };
+    assert_eq!(locked, 0);
     let before = std::fs::read(&disk).unwrap();
     let (code, err) = run(&["--accel", "kvm", disk.to_str().unwrap()]);
     assert_eq!(code, 1);
