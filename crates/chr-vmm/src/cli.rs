@@ -20,6 +20,51 @@ pub struct Cli {
 pub enum Command {
     /// Boot a disk image.
     Run(RunArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time a boot to the firmware, the MBR and the login prompt, beside QEMU on the same disk.
+    Boot(BenchBootArgs),
+}
+
+/// `chr-vmm bench boot` options.
+#[derive(Debug, clap::Args)]
+pub struct BenchBootArgs {
+    /// The disk to boot (it is never written: both VMMs run it as a snapshot).
+    pub disk: PathBuf,
+    /// Boots per VMM.
+    #[arg(long, default_value_t = 1)]
+    pub runs: u32,
+    /// Guest RAM.
+    #[arg(short, long, default_value = "256M", value_parser = parse_size)]
+    pub memory: u64,
+    /// Also boot the disk with this qemu-system-x86_64, for comparison.
+    #[arg(long)]
+    pub qemu: Option<PathBuf>,
+    /// QEMU's data directory (-L), when its firmware is not installed where it looks.
+    #[arg(long)]
+    pub qemu_data: Option<PathBuf>,
+    /// SeaBIOS image for both VMMs.
+    #[arg(long)]
+    pub firmware: Option<PathBuf>,
+    /// Use the interpreter (and QEMU's TCG) instead of KVM.
+    #[arg(long)]
+    pub interp: bool,
+    /// Give up on a boot after this many seconds.
+    #[arg(long, default_value_t = 180)]
+    pub timeout_secs: u64,
+}
+
+impl BenchBootArgs {
+    /// The per-boot timeout.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs)
+    }
 }
 
 /// Which CPU accelerator runs the guest.

@@ -1,5 +1,6 @@
 //! chr-vmm: run MikroTik RouterOS CHR without QEMU.
 
+mod bench;
 mod cli;
 mod console;
 mod events;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BenchCommand, Cli, Command};
 
 /// Everything that can stop a VM from being built or run.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
     logger::init(cli.log_level);
     let result = match cli.command {
         Command::Run(args) => runner::run(args),
+        Command::Bench(BenchCommand::Boot(args)) => bench::boot(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
