@@ -41,6 +41,9 @@ pub enum VmError {
     /// A vCPU failed.
     #[error(transparent)]
     Vcpu(#[from] machine::vcpu::VcpuError),
+    /// More guest RAM than the host has.
+    #[error("{asked} MiB of guest memory is more than this host's {host} MiB; lower --memory (CHR runs in 256M)")]
+    TooMuchMemory { asked: u64, host: u64 },
     /// No accelerator is available.
     #[error("no usable KVM on this host ({0}) and the x86 interpreter is not built into this chr-vmm yet; run on a host with KVM")]
     NoAccelerator(String),

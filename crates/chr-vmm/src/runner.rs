@@ -58,6 +58,7 @@ fn choose_accel(requested: Accel) -> Result<AccelKind, VmError> {
 pub fn run(args: RunArgs) -> Result<u8, VmError> {
     let (tx, rx) = channel();
     signals::start(tx.clone())?;
+    check_host_memory(args.memory)?;
     let accel = choose_accel(args.accel)?;
     let bios_path = firmware::find(args.firmware.as_deref(), firmware::BIOS_NAME)?;
     let bios = firmware::load(&bios_path)?;
@@ -94,6 +95,25 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
             }
             Outcome::Quit(code) => return Ok(code),
         }
+    }
+}
+
+/// Refuses guest RAM larger than the host's, which would only fail later, inside the guest.
+fn check_host_memory(memory: u64) -> Result<(), VmError> {
+    let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") else {
+        return Ok(());
+    };
+    let total_kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok());
+    match total_kib {
+        Some(kib) if memory > kib * 1024 => Err(VmError::TooMuchMemory {
+            asked: memory >> 20,
+            host: kib >> 10,
+        }),
+        _ => Ok(()),
     }
 }
 

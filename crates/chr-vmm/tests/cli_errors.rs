@@ -55,6 +55,9 @@ fn unreadable_disk_and_tiny_memory_are_errors() {
     let (code, err) = run(&["--accel", "kvm", "--memory", "1M", disk.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("too little"), "{err}");
+    let (code, err) = run(&["--accel", "kvm", "--memory", "64T", disk.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("more than this host's"), "{err}");
     let (code, err) = run(&["--memory", "12Q", disk.to_str().unwrap()]);
     assert_eq!(code, 2, "clap usage error");
     assert!(err.contains("unknown size suffix"), "{err}");

@@ -1,0 +1,86 @@
+//! The KVM path end to end on a real (nested) KVM: the test guest boots over virtio-blk to its
+//! login prompt with 1 and 2 vCPUs, exits 0 when the guest powers off, and powers the guest off
+//! on SIGTERM. Runs inside ../shared/tools/nested-kvm/run-nested.sh (QEMU TCG with an emulated
+//! AMD CPU whose nested SVM gives a hardware-style /dev/kvm).
+
+mod common;
+
+use std::process::Command;
+
+use common::{chr_vmm, shared_tools, skip, test_guest};
+
+/// The script run inside L1. Each scenario prints `SCENARIO name rc=N` and the serial log.
+const SCENARIOS: &str = r#"#!/bin/sh
+VMM=/payload/chr-vmm
+DISK=/payload/guest.vmdk
+wait_for() { # file pattern seconds
+  i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i+1)); done; return 1; }
+boot() { # name cpus
+  rm -f /tmp/in /tmp/serial; mkfifo /tmp/in
+  $VMM run --accel kvm --cpus $2 --firmware /payload/bios-256k.bin $DISK < /tmp/in > /tmp/serial 2>/tmp/vmm.log &
+  PID=$!; exec 3>/tmp/in
+  if wait_for /tmp/serial "MikroTik Login:" 90; then echo "SCENARIO $1 login-ok"; else echo "SCENARIO $1 login-missing"; fi
+}
+finish() { # name
+  i=0; while kill -0 $PID 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+  if kill -0 $PID 2>/dev/null; then kill -9 $PID; echo "SCENARIO $1 rc=hung"; else wait $PID; echo "SCENARIO $1 rc=$?"; fi
+  exec 3>&-
+  echo "--- $1 serial"; tail -c 3000 /tmp/serial; echo "--- $1 log"; tail -c 2000 /tmp/vmm.log; echo "--- end"
+}
+boot one 1
+echo 'poweroff -f' >&3
+finish one
+boot two 2
+sleep 1; echo 'grep -c ^processor /proc/cpuinfo' >&3; sleep 2
+grep -q '^2' /tmp/serial && echo "SCENARIO two cpus=2" || echo "SCENARIO two cpus=?"
+kill -TERM $PID
+finish two
+"#;
+
+#[test]
+fn test_guest_boots_on_nested_kvm() {
+    const NAME: &str = "test_guest_boots_on_nested_kvm";
+    let harness = shared_tools().join("nested-kvm/run-nested.sh");
+    if !harness.exists() {
+        return skip(NAME, &format!("{} is missing", harness.display()));
+    }
+    let guest = match test_guest() {
+        Ok(g) => g,
+        Err(e) => return skip(NAME, &format!("the test guest could not be built: {e}")),
+    };
+    let payload = std::env::temp_dir().join(format!("chr-vmm-nested-{}", std::process::id()));
+    std::fs::create_dir_all(&payload).unwrap();
+    std::fs::copy(chr_vmm(), payload.join("chr-vmm")).unwrap();
+    std::fs::copy(
+        "/usr/share/seabios/bios-256k.bin",
+        payload.join("bios-256k.bin"),
+    )
+    .unwrap();
+    std::fs::copy(guest.join("guest.vmdk"), payload.join("guest.vmdk")).unwrap();
+    std::fs::write(payload.join("run"), SCENARIOS).unwrap();
+    let out = Command::new("bash")
+        .arg(&harness)
+        .args(["-t", "400", "-L"])
+        .arg(payload.join("chr-vmm"))
+        .arg(&payload)
+        .arg("sh ./run")
+        .output()
+        .expect("run the nested-KVM harness");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = std::fs::remove_dir_all(&payload);
+    if text.contains("L1-KVM-MISSING") {
+        return skip(NAME, "the nested L1 guest has no /dev/kvm");
+    }
+    for expected in [
+        "SCENARIO one login-ok",
+        "SCENARIO one rc=0",
+        "SCENARIO two login-ok",
+        "SCENARIO two cpus=2",
+        "SCENARIO two rc=0",
+    ] {
+        assert!(
+            text.contains(expected),
+            "missing {expected:?} in the nested run:\n{text}"
+        );
+    }
+}
