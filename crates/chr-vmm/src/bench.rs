@@ -65,9 +65,7 @@ fn watch(
             }
             // Keep only a tail: a marker split across reads is still found.
             if tail.len() > 4096 {
-                let cut = (tail.len() - 256..tail.len())
-                    .find(|&i| tail.is_char_boundary(i))
-                    .unwrap_or(0);
+                let cut = (tail.len() - 256..tail.len()).find(|&i| tail.is_char_boundary(i)).unwrap_or(0);
                 tail.drain(..cut);
             }
         }
@@ -88,10 +86,7 @@ pub fn overhead_kib(pid: u32, guest_ram: u64) -> Option<u64> {
             let end = range.next().and_then(|s| u64::from_str_radix(s, 16).ok());
             current_is_guest = matches!((start, end), (Some(s), Some(e)) if e - s >= guest_ram);
         } else if first == "Rss:" && !current_is_guest {
-            total += parts
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
+            total += parts.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         }
     }
     Some(total)
@@ -117,11 +112,7 @@ fn time_boot(
     timeout: Duration,
 ) -> Result<BootFigures, VmError> {
     let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
     let (tx, rx) = channel();
     if let Some(out) = child.stdout.take() {
         watch(out, tx.clone(), "Login:", Mark::Login, false);
@@ -154,9 +145,7 @@ fn time_boot(
 }
 
 fn ms(d: Option<Duration>) -> String {
-    d.map_or("-".into(), |d| {
-        format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-    })
+    d.map_or("-".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0))
 }
 
 /// Runs the boot benchmark and prints a table.
@@ -203,21 +192,11 @@ pub fn boot(args: BenchBootArgs) -> Result<u8, VmError> {
                 "-nodefaults",
                 "-no-user-config",
             ])
-            .args([
-                "-display",
-                "none",
-                "-serial",
-                "stdio",
-                "-global",
-                "isa-debugcon.iobase=0x402",
-            ])
+            .args(["-display", "none", "-serial", "stdio", "-global", "isa-debugcon.iobase=0x402"])
             .arg("-debugcon")
             .arg(format!("file:{}", fifo.display()))
             .arg("-drive")
-            .arg(format!(
-                "file={},if=virtio,snapshot=on",
-                args.disk.display()
-            ));
+            .arg(format!("file={},if=virtio,snapshot=on", args.disk.display()));
             if let Some(fw) = &args.firmware {
                 q.arg("-bios").arg(fw);
             }
@@ -225,20 +204,13 @@ pub fn boot(args: BenchBootArgs) -> Result<u8, VmError> {
                 q.arg("-L").arg(data);
             }
             rows.push((
-                format!(
-                    "qemu ({}) #{}",
-                    if args.interp { "tcg" } else { "kvm" },
-                    run + 1
-                ),
+                format!("qemu ({}) #{}", if args.interp { "tcg" } else { "kvm" }, run + 1),
                 time_boot(q, &fifo, guest_ram, args.timeout())?,
             ));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    println!(
-        "{:<22} {:>12} {:>12} {:>12} {:>14}",
-        "vmm", "firmware", "mbr", "login", "overhead"
-    );
+    println!("{:<22} {:>12} {:>12} {:>12} {:>14}", "vmm", "firmware", "mbr", "login", "overhead");
     for (name, f) in &rows {
         println!(
             "{:<22} {:>12} {:>12} {:>12} {:>14}",
@@ -246,13 +218,8 @@ pub fn boot(args: BenchBootArgs) -> Result<u8, VmError> {
             ms(f.firmware),
             ms(f.mbr),
             ms(f.login),
-            f.overhead_kib
-                .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+            f.overhead_kib.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
         );
     }
-    Ok(if rows.iter().all(|(_, f)| f.login.is_some()) {
-        0
-    } else {
-        1
-    })
+    Ok(if rows.iter().all(|(_, f)| f.login.is_some()) { 0 } else { 1 })
 }

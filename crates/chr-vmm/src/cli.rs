@@ -101,6 +101,15 @@ pub struct RunArgs {
     /// The SeaBIOS image (default: bios-256k.bin from the usual firmware directories).
     #[arg(long)]
     pub firmware: Option<PathBuf>,
+    /// Boot this Linux bzImage directly instead of through SeaBIOS (the disk stays attached).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// The initrd for --kernel.
+    #[arg(long, requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line for --kernel.
+    #[arg(long, requires = "kernel", default_value = "console=ttyS0")]
+    pub cmdline: String,
     /// Write the firmware's debug log (port 0x402) to this file.
     #[arg(long)]
     pub firmware_log: Option<PathBuf>,
@@ -122,8 +131,7 @@ pub enum SerialSpec {
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not a log level; use error, warn, info, debug or trace"))
+    s.parse().map_err(|_| format!("{s:?} is not a log level; use error, warn, info, debug or trace"))
 }
 
 fn parse_serial(s: &str) -> Result<SerialSpec, String> {
@@ -156,13 +164,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         }
         _ => (t, 20),
     };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size such as 256M or 1G"))?;
-    n.checked_shl(shift)
-        .filter(|v| v >> shift == n)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    let n: u64 = num.trim().parse().map_err(|_| format!("{s:?} is not a size such as 256M or 1G"))?;
+    n.checked_shl(shift).filter(|v| v >> shift == n).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -177,14 +180,8 @@ mod tests {
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("abc").is_err());
         assert!(parse_size("99999999999999G").is_err());
-        assert_eq!(
-            parse_serial("telnet:0.0.0.0:5000"),
-            Ok(SerialSpec::Telnet("0.0.0.0:5000".into()))
-        );
-        assert_eq!(
-            parse_serial("file:/tmp/x"),
-            Ok(SerialSpec::File("/tmp/x".into()))
-        );
+        assert_eq!(parse_serial("telnet:0.0.0.0:5000"), Ok(SerialSpec::Telnet("0.0.0.0:5000".into())));
+        assert_eq!(parse_serial("file:/tmp/x"), Ok(SerialSpec::File("/tmp/x".into())));
         assert!(parse_serial("telnet:5000").is_err());
         assert!(parse_serial("bogus").is_err());
     }

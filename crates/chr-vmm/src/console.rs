@@ -25,19 +25,11 @@ const BACKLOG: usize = 64 << 10;
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     /// A listening socket could not be created.
-    #[error(
-        "cannot listen for the serial console on {what}: {source}. Pick another address or free it"
-    )]
-    Listen {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen for the serial console on {what}: {source}. Pick another address or free it")]
+    Listen { what: String, source: std::io::Error },
     /// The output file could not be opened.
     #[error("cannot open the serial log {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+    File { path: String, source: std::io::Error },
 }
 
 /// The UART input goes to; replaced when the machine is rebuilt after a reset.
@@ -112,35 +104,21 @@ impl Console {
                 std::thread::Builder::new()
                     .name("stdin".into())
                     .spawn(move || stdin_loop(target, events))
-                    .map_err(|source| ConsoleError::Listen {
-                        what: "stdin".into(),
-                        source,
-                    })?;
-                (
-                    ConsoleOut(Arc::new(Mutex::new(WriterSink(std::io::stdout())))),
-                    terminal,
-                )
+                    .map_err(|source| ConsoleError::Listen { what: "stdin".into(), source })?;
+                (ConsoleOut(Arc::new(Mutex::new(WriterSink(std::io::stdout())))), terminal)
             }
             SerialSpec::File(path) => {
                 let f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|source| ConsoleError::File {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
+                    .map_err(|source| ConsoleError::File { path: path.display().to_string(), source })?;
                 (ConsoleOut(Arc::new(Mutex::new(WriterSink(f)))), None)
             }
-            SerialSpec::None => (
-                ConsoleOut(Arc::new(Mutex::new(WriterSink(std::io::sink())))),
-                None,
-            ),
+            SerialSpec::None => (ConsoleOut(Arc::new(Mutex::new(WriterSink(std::io::sink())))), None),
             SerialSpec::Telnet(addr) => {
-                let listener = TcpListener::bind(addr).map_err(|source| ConsoleError::Listen {
-                    what: format!("telnet {addr}"),
-                    source,
-                })?;
+                let listener = TcpListener::bind(addr)
+                    .map_err(|source| ConsoleError::Listen { what: format!("telnet {addr}"), source })?;
                 let sink = Arc::new(Mutex::new(ClientSink::default()));
                 spawn_server(
                     "telnet",
@@ -160,10 +138,8 @@ impl Console {
             }
             SerialSpec::Unix(path) => {
                 let _ = std::fs::remove_file(path);
-                let listener = UnixListener::bind(path).map_err(|source| ConsoleError::Listen {
-                    what: path.display().to_string(),
-                    source,
-                })?;
+                let listener = UnixListener::bind(path)
+                    .map_err(|source| ConsoleError::Listen { what: path.display().to_string(), source })?;
                 let sink = Arc::new(Mutex::new(ClientSink::default()));
                 spawn_server(
                     "unix-console",
@@ -182,11 +158,7 @@ impl Console {
                 (ConsoleOut(sink), None)
             }
         };
-        Ok(Self {
-            out,
-            input,
-            _terminal: terminal,
-        })
+        Ok(Self { out, input, _terminal: terminal })
     }
 }
 
@@ -206,40 +178,38 @@ fn spawn_server<S: Send + 'static>(
     target: InputTarget,
     telnet: bool,
 ) {
-    let spawned = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || loop {
-            let Ok(stream) = accept() else { continue };
-            let Ok((mut w, mut r)) = split(stream) else {
-                continue;
-            };
-            if telnet {
-                // IAC WILL ECHO, IAC WILL SUPPRESS-GO-AHEAD: the client sends characters as typed.
-                let _ = w.write_all(&[255, 251, 1, 255, 251, 3]);
-            }
-            {
-                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
-                let backlog: Vec<u8> = s.backlog.drain(..).collect();
-                let _ = w.write_all(&backlog);
-                s.client = Some(w);
-            }
-            let mut filter = TelnetFilter::default();
-            let mut buf = [0u8; 512];
-            loop {
-                match r.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let bytes: Vec<u8> = if telnet {
-                            buf[..n].iter().filter_map(|&b| filter.feed(b)).collect()
-                        } else {
-                            buf[..n].to_vec()
-                        };
-                        push_input(&target, &bytes);
-                    }
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(move || loop {
+        let Ok(stream) = accept() else { continue };
+        let Ok((mut w, mut r)) = split(stream) else {
+            continue;
+        };
+        if telnet {
+            // IAC WILL ECHO, IAC WILL SUPPRESS-GO-AHEAD: the client sends characters as typed.
+            let _ = w.write_all(&[255, 251, 1, 255, 251, 3]);
+        }
+        {
+            let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+            let backlog: Vec<u8> = s.backlog.drain(..).collect();
+            let _ = w.write_all(&backlog);
+            s.client = Some(w);
+        }
+        let mut filter = TelnetFilter::default();
+        let mut buf = [0u8; 512];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let bytes: Vec<u8> = if telnet {
+                        buf[..n].iter().filter_map(|&b| filter.feed(b)).collect()
+                    } else {
+                        buf[..n].to_vec()
+                    };
+                    push_input(&target, &bytes);
                 }
             }
-            sink.lock().unwrap_or_else(|e| e.into_inner()).client = None;
-        });
+        }
+        sink.lock().unwrap_or_else(|e| e.into_inner()).client = None;
+    });
     if let Err(e) = spawned {
         log::error!("cannot start the serial console server thread: {e}");
     }
@@ -299,10 +269,7 @@ pub fn push_input(target: &InputTarget, mut bytes: &[u8]) {
     while !bytes.is_empty() {
         let port = target.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let taken = match port {
-            Some(p) => p
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .enqueue_input(bytes),
+            Some(p) => p.lock().unwrap_or_else(|e| e.into_inner()).enqueue_input(bytes),
             None => 0,
         };
         bytes = &bytes[taken..];
@@ -394,9 +361,7 @@ mod tests {
     #[test]
     fn telnet_commands_are_stripped() {
         let mut f = TelnetFilter::default();
-        let input = [
-            b'a', 255, 251, 1, b'b', 255, 255, 255, 250, 24, 0, 255, 240, b'\r', 0, b'c',
-        ];
+        let input = [b'a', 255, 251, 1, b'b', 255, 255, 255, 250, 24, 0, 255, 240, b'\r', 0, b'c'];
         let out: Vec<u8> = input.iter().filter_map(|&b| f.feed(b)).collect();
         assert_eq!(out, vec![b'a', b'b', 255, b'\r', b'c']);
     }

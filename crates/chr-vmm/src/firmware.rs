@@ -6,12 +6,8 @@ use std::path::{Path, PathBuf};
 pub const BIOS_NAME: &str = "bios-256k.bin";
 
 /// Directories searched for firmware, in order, after $CHR_VMM_FIRMWARE_DIR.
-const SEARCH_DIRS: &[&str] = &[
-    "/usr/share/chr-vmm",
-    "/usr/share/seabios",
-    "/usr/share/qemu",
-    "/usr/local/share/qemu",
-];
+const SEARCH_DIRS: &[&str] =
+    &["/usr/share/chr-vmm", "/usr/share/seabios", "/usr/share/qemu", "/usr/local/share/qemu"];
 
 /// Why no firmware could be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -20,16 +16,10 @@ pub enum FirmwareError {
     #[error(
         "cannot find the SeaBIOS firmware {name} in {searched}. Install it (Debian/Ubuntu: `apt-get install seabios`; Alpine: `apk add seabios-bin`) or pass --firmware PATH"
     )]
-    NotFound {
-        name: &'static str,
-        searched: String,
-    },
+    NotFound { name: &'static str, searched: String },
     /// The file exists but cannot be read.
     #[error("cannot read the firmware {path}: {source}. Check the path given to --firmware")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
 }
 
 /// Locates `name`: the explicit path if given, else the search path.
@@ -41,10 +31,7 @@ pub fn find(explicit: Option<&Path>, name: &'static str) -> Result<PathBuf, Firm
     if let Some(d) = std::env::var_os("CHR_VMM_FIRMWARE_DIR") {
         dirs.push(PathBuf::from(d));
     }
-    if let Some(exe_dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
+    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
         dirs.push(exe_dir.join("firmware"));
     }
     dirs.extend(SEARCH_DIRS.iter().map(PathBuf::from));
@@ -54,18 +41,11 @@ pub fn find(explicit: Option<&Path>, name: &'static str) -> Result<PathBuf, Firm
             return Ok(candidate);
         }
     }
-    let searched = dirs
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let searched = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
     Err(FirmwareError::NotFound { name, searched })
 }
 
 /// Reads the firmware file at `path`.
 pub fn load(path: &Path) -> Result<Vec<u8>, FirmwareError> {
-    std::fs::read(path).map_err(|source| FirmwareError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| FirmwareError::Read { path: path.to_path_buf(), source })
 }

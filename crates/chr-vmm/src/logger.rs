@@ -36,9 +36,7 @@ impl log::Log for StderrLogger {
 
 /// Installs the logger at `level`.
 pub fn init(level: log::LevelFilter) {
-    let logger = LOGGER.get_or_init(|| StderrLogger {
-        start: Instant::now(),
-    });
+    let logger = LOGGER.get_or_init(|| StderrLogger { start: Instant::now() });
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }

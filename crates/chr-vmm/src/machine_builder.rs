@@ -11,6 +11,7 @@ use machine::fw_cfg::{key, FwCfg, FW_CFG_PORT, FW_CFG_PORT_LEN};
 use machine::i8042::{I8042, I8042_PORT, KEYBOARD_IRQ};
 use machine::io::IoBuses;
 use machine::irq::{InterruptController, IrqLine};
+use machine::linux_boot::{self, KernelBoot};
 use machine::memory::{GuestMemory, MemoryLayout};
 use machine::pci::{HostBridge, PciRoot, Piix3, PCI_CONFIG_PORT};
 use machine::port92::{Port92, PORT92};
@@ -44,6 +45,8 @@ pub struct MachineConfig {
     pub firmware_log: Option<PathBuf>,
     /// The serial console's output.
     pub console_out: ConsoleOut,
+    /// A kernel to boot directly instead of through the firmware.
+    pub kernel: Option<KernelBoot>,
 }
 
 /// One boot's machine.
@@ -67,16 +70,14 @@ fn shared<T: machine::bus::BusDevice + 'static>(dev: T) -> Arc<Mutex<T>> {
 }
 
 fn add_pio(buses: &IoBuses, base: u64, len: u64, dev: SharedDevice) -> Result<(), VmError> {
-    buses
-        .pio
-        .insert(base, len, dev)
-        .map_err(|e| VmError::Build(format!("port {base:#x}: {e}")))
+    buses.pio.insert(base, len, dev).map_err(|e| VmError::Build(format!("port {base:#x}: {e}")))
 }
 
 /// Builds the machine described by `cfg`.
 pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     let layout = MemoryLayout::new(cfg.memory, cfg.bios.len() as u64)?;
     let memory = layout.build(&cfg.bios)?;
+    let kernel_entry = cfg.kernel.as_ref().map(|k| linux_boot::load(&memory, &layout, k)).transpose()?;
     let power = Arc::new(PowerControl::new());
     let buses = IoBuses::default();
 
@@ -93,28 +94,19 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     let irq: Arc<dyn InterruptController> = return Err(VmError::NoInterpreter);
 
     // Legacy devices.
-    add_pio(
-        &buses,
-        CMOS_PORT,
-        2,
-        shared(Cmos::new(layout.low_end, layout.high_size(), cfg.cpus)),
-    )?;
+    add_pio(&buses, CMOS_PORT, 2, shared(Cmos::new(layout.low_end, layout.high_size(), cfg.cpus)))?;
     let debug_out: Option<Box<dyn std::io::Write + Send>> = match &cfg.firmware_log {
-        Some(path) => Some(Box::new(std::fs::File::create(path).map_err(|e| {
-            VmError::Build(format!("cannot create {}: {e}", path.display()))
-        })?)),
+        Some(path) => Some(Box::new(
+            std::fs::File::create(path)
+                .map_err(|e| VmError::Build(format!("cannot create {}: {e}", path.display())))?,
+        )),
         None => None,
     };
     add_pio(&buses, DEBUGCON_PORT, 1, shared(DebugCon::new(debug_out)))?;
-    let serial = shared(SerialPort::new(
-        IrqLine::new(irq.clone(), COM1_IRQ),
-        Box::new(cfg.console_out.clone()),
-    ));
+    let serial =
+        shared(SerialPort::new(IrqLine::new(irq.clone(), COM1_IRQ), Box::new(cfg.console_out.clone())));
     add_pio(&buses, COM1_PORT, 8, serial.clone())?;
-    let i8042: SharedDevice = shared(I8042::new(
-        IrqLine::new(irq.clone(), KEYBOARD_IRQ),
-        power.clone(),
-    ));
+    let i8042: SharedDevice = shared(I8042::new(IrqLine::new(irq.clone(), KEYBOARD_IRQ), power.clone()));
     add_pio(&buses, I8042_PORT, 1, i8042.clone())?;
     add_pio(&buses, I8042_PORT + 4, 1, shared(Offset::new(i8042, 4)))?;
     add_pio(&buses, PORT92, 1, shared(Port92::new(power.clone())))?;
@@ -148,6 +140,9 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     if let Some(vm) = &kvm_vm {
         for id in 0..cfg.cpus {
             let vcpu = vm.create_vcpu(id, cfg.cpus)?;
+            if let (0, Some(entry)) = (id, &kernel_entry) {
+                vcpu.set_long_mode_entry(entry)?;
+            }
             power.add_vcpu(vcpu.kicker());
             vcpus.push(Box::new(vcpu));
         }

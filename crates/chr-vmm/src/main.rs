@@ -34,6 +34,9 @@ pub enum VmError {
     /// fw_cfg problems (a programming error, reported rather than panicking).
     #[error("cannot set up the firmware configuration: {0}")]
     FwCfg(#[from] machine::fw_cfg::FwCfgError),
+    /// Direct kernel boot problems.
+    #[error(transparent)]
+    Boot(#[from] machine::linux_boot::BootError),
     /// KVM problems.
     #[cfg(target_arch = "x86_64")]
     #[error(transparent)]
@@ -42,7 +45,9 @@ pub enum VmError {
     #[error(transparent)]
     Vcpu(#[from] machine::vcpu::VcpuError),
     /// More guest RAM than the host has.
-    #[error("{asked} MiB of guest memory is more than this host's {host} MiB; lower --memory (CHR runs in 256M)")]
+    #[error(
+        "{asked} MiB of guest memory is more than this host's {host} MiB; lower --memory (CHR runs in 256M)"
+    )]
     TooMuchMemory { asked: u64, host: u64 },
     /// No accelerator is available.
     #[error("no usable KVM on this host ({0}) and the x86 interpreter is not built into this chr-vmm yet; run on a host with KVM")]

@@ -4,6 +4,7 @@
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 
+use machine::linux_boot::KernelBoot;
 use machine::power::PowerEvent;
 use machine::vcpu::VcpuExit;
 
@@ -24,9 +25,7 @@ fn choose_accel(requested: Accel) -> Result<AccelKind, VmError> {
             match &probe {
                 kvm::Usability::Usable(why) => log::info!("accelerator: KVM ({why})"),
                 kvm::Usability::Unusable(why) => {
-                    log::warn!(
-                        "accelerator: KVM as requested, although {why}; the guest may stop early"
-                    )
+                    log::warn!("accelerator: KVM as requested, although {why}; the guest may stop early")
                 }
             }
             Ok(AccelKind::Kvm)
@@ -43,9 +42,7 @@ fn choose_accel(requested: Accel) -> Result<AccelKind, VmError> {
             }
         },
         #[cfg(not(target_arch = "x86_64"))]
-        Accel::Kvm => Err(VmError::NoAccelerator(
-            "KVM can run x86 guests only on x86_64 hosts".into(),
-        )),
+        Accel::Kvm => Err(VmError::NoAccelerator("KVM can run x86 guests only on x86_64 hosts".into())),
         #[cfg(not(target_arch = "x86_64"))]
         Accel::Auto => {
             log::info!("accelerator: interpreter, because this host is not x86_64");
@@ -63,12 +60,7 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
     let bios_path = firmware::find(args.firmware.as_deref(), firmware::BIOS_NAME)?;
     let bios = firmware::load(&bios_path)?;
     log::info!("firmware: {}", bios_path.display());
-    let disk = disk::open(
-        &args.disk,
-        disk::OpenOptions {
-            read_only: args.snapshot,
-        },
-    )?;
+    let disk = disk::open(&args.disk, disk::OpenOptions { read_only: args.snapshot })?;
     log::info!(
         "disk: {} ({}, {} MiB{})",
         args.disk.display(),
@@ -85,6 +77,11 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
         bios: Arc::new(bios),
         firmware_log: args.firmware_log.clone(),
         console_out: console.out.clone(),
+        kernel: args.kernel.clone().map(|kernel| KernelBoot {
+            kernel,
+            initrd: args.initrd.clone(),
+            cmdline: args.cmdline.clone(),
+        }),
     };
     loop {
         match boot_once(&cfg, &console, &rx, &tx)? {
@@ -109,10 +106,9 @@ fn check_host_memory(memory: u64) -> Result<(), VmError> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse::<u64>().ok());
     match total_kib {
-        Some(kib) if memory > kib * 1024 => Err(VmError::TooMuchMemory {
-            asked: memory >> 20,
-            host: kib >> 10,
-        }),
+        Some(kib) if memory > kib * 1024 => {
+            Err(VmError::TooMuchMemory { asked: memory >> 20, host: kib >> 10 })
+        }
         _ => Ok(()),
     }
 }
@@ -137,14 +133,10 @@ fn boot_once(
     for (id, mut vcpu) in machine.vcpus.drain(..).enumerate() {
         let io = machine.buses.clone();
         let tx = tx.clone();
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("vcpu{id}"))
-                .spawn(move || {
-                    let result = vcpu.run(&io);
-                    let _ = tx.send(Event::VcpuDone(id as u8, result));
-                })?,
-        );
+        handles.push(std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || {
+            let result = vcpu.run(&io);
+            let _ = tx.send(Event::VcpuDone(id as u8, result));
+        })?);
         running += 1;
     }
     let mut quit: Option<u8> = None;

@@ -27,15 +27,13 @@ pub fn start(events: Sender<Event>) -> std::io::Result<()> {
     if rc != 0 {
         return Err(std::io::Error::from_raw_os_error(rc));
     }
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || loop {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: sigwait with a valid set and an out pointer to a local.
-            let rc = unsafe { libc::sigwait(&set, &mut sig) };
-            if rc == 0 && events.send(Event::Signal(sig)).is_err() {
-                return;
-            }
-        })?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: sigwait with a valid set and an out pointer to a local.
+        let rc = unsafe { libc::sigwait(&set, &mut sig) };
+        if rc == 0 && events.send(Event::Signal(sig)).is_err() {
+            return;
+        }
+    })?;
     Ok(())
 }

@@ -7,15 +7,8 @@ use std::process::Command;
 use common::chr_vmm;
 
 fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(chr_vmm())
-        .arg("run")
-        .args(args)
-        .output()
-        .expect("run chr-vmm");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = Command::new(chr_vmm()).arg("run").args(args).output().expect("run chr-vmm");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn scratch_disk(name: &str) -> std::path::PathBuf {
@@ -27,18 +20,9 @@ fn scratch_disk(name: &str) -> std::path::PathBuf {
 #[test]
 fn a_missing_firmware_file_is_a_clear_error() {
     let disk = scratch_disk("fw");
-    let (code, err) = run(&[
-        "--accel",
-        "kvm",
-        "--firmware",
-        "/nonexistent/bios.bin",
-        disk.to_str().unwrap(),
-    ]);
+    let (code, err) = run(&["--accel", "kvm", "--firmware", "/nonexistent/bios.bin", disk.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("cannot read the firmware /nonexistent/bios.bin"),
-        "{err}"
-    );
+    assert!(err.contains("cannot read the firmware /nonexistent/bios.bin"), "{err}");
     assert!(err.contains("--firmware"), "{err}");
     let _ = std::fs::remove_file(disk);
 }
@@ -47,10 +31,7 @@ fn a_missing_firmware_file_is_a_clear_error() {
 fn unreadable_disk_and_tiny_memory_are_errors() {
     let (code, err) = run(&["--accel", "kvm", "/nonexistent/chr.img"]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("cannot open disk image /nonexistent/chr.img"),
-        "{err}"
-    );
+    assert!(err.contains("cannot open disk image /nonexistent/chr.img"), "{err}");
     let disk = scratch_disk("mem");
     let (code, err) = run(&["--accel", "kvm", "--memory", "1M", disk.to_str().unwrap()]);
     assert_eq!(code, 1);
@@ -67,11 +48,7 @@ fn unreadable_disk_and_tiny_memory_are_errors() {
 #[test]
 fn a_disk_in_use_is_refused() {
     let disk = scratch_disk("lock");
-    let holder = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&disk)
-        .unwrap();
+    let holder = std::fs::OpenOptions::new().read(true).write(true).open(&disk).unwrap();
     let fd = std::os::unix::io::AsRawFd::as_raw_fd(&holder);
     // SAFETY: flock on a descriptor we own.
     let locked = unsafe { libc::flock(fd, libc::LOCK_EX) };

@@ -51,11 +51,7 @@ fn test_guest_boots_on_nested_kvm() {
     let payload = std::env::temp_dir().join(format!("chr-vmm-nested-{}", std::process::id()));
     std::fs::create_dir_all(&payload).unwrap();
     std::fs::copy(chr_vmm(), payload.join("chr-vmm")).unwrap();
-    std::fs::copy(
-        "/usr/share/seabios/bios-256k.bin",
-        payload.join("bios-256k.bin"),
-    )
-    .unwrap();
+    std::fs::copy("/usr/share/seabios/bios-256k.bin", payload.join("bios-256k.bin")).unwrap();
     std::fs::copy(guest.join("guest.vmdk"), payload.join("guest.vmdk")).unwrap();
     std::fs::write(payload.join("run"), SCENARIOS).unwrap();
     let out = Command::new("bash")
@@ -78,9 +74,6 @@ fn test_guest_boots_on_nested_kvm() {
         "SCENARIO two cpus=2",
         "SCENARIO two rc=0",
     ] {
-        assert!(
-            text.contains(expected),
-            "missing {expected:?} in the nested run:\n{text}"
-        );
+        assert!(text.contains(expected), "missing {expected:?} in the nested run:\n{text}");
     }
 }

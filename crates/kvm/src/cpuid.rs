@@ -58,18 +58,11 @@ mod tests {
             bytes.extend_from_slice(&w.to_le_bytes());
         }
         assert_eq!(&bytes[..9], b"KVMKVMKVM");
-        let cpuid = CpuId::from_entries(&[kvm_cpuid_entry2 {
-            function: 1,
-            ..Default::default()
-        }])
-        .unwrap();
+        let cpuid = CpuId::from_entries(&[kvm_cpuid_entry2 { function: 1, ..Default::default() }]).unwrap();
         let out = for_vcpu(cpuid, 3, 4);
         let leaf1 = out.as_slice()[0];
         assert_eq!(leaf1.ebx >> 24, 3);
         assert_ne!(leaf1.ecx & HYPERVISOR_BIT, 0);
-        assert!(out
-            .as_slice()
-            .iter()
-            .any(|e| e.function == KVM_SIGNATURE_LEAF && e.ebx == KVM_SIGNATURE[0]));
+        assert!(out.as_slice().iter().any(|e| e.function == KVM_SIGNATURE_LEAF && e.ebx == KVM_SIGNATURE[0]));
     }
 }

@@ -28,8 +28,7 @@ fn probe_at(dev: &Path, modules: &Path) -> Usability {
     }
     if modules.join("kvm_pvm").exists() {
         return Usability::Unusable(
-            "/dev/kvm is kvm-pvm, a paravirtual nested KVM that cannot run an ordinary guest"
-                .into(),
+            "/dev/kvm is kvm-pvm, a paravirtual nested KVM that cannot run an ordinary guest".into(),
         );
     }
     for vendor in ["kvm_intel", "kvm_amd"] {
@@ -50,17 +49,13 @@ mod tests {
         let modules = dir.join("module");
         std::fs::create_dir_all(modules.join("kvm")).unwrap();
         let dev = dir.join("kvm");
-        assert!(
-            matches!(probe_at(&dev, &modules), Usability::Unusable(r) if r.contains("does not exist"))
-        );
+        assert!(matches!(probe_at(&dev, &modules), Usability::Unusable(r) if r.contains("does not exist")));
         std::fs::write(&dev, b"").unwrap();
         assert!(matches!(probe_at(&dev, &modules), Usability::Unusable(r) if r.contains("vendor")));
         std::fs::create_dir_all(modules.join("kvm_amd")).unwrap();
         assert!(matches!(probe_at(&dev, &modules), Usability::Usable(r) if r.contains("kvm_amd")));
         std::fs::create_dir_all(modules.join("kvm_pvm")).unwrap();
-        assert!(
-            matches!(probe_at(&dev, &modules), Usability::Unusable(r) if r.contains("kvm-pvm"))
-        );
+        assert!(matches!(probe_at(&dev, &modules), Usability::Unusable(r) if r.contains("kvm-pvm")));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

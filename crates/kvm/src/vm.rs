@@ -22,10 +22,7 @@ pub enum KvmError {
     Open(kvm_ioctls::Error),
     /// A KVM ioctl failed.
     #[error("KVM refused to {what}: {source}")]
-    Ioctl {
-        what: &'static str,
-        source: kvm_ioctls::Error,
-    },
+    Ioctl { what: &'static str, source: kvm_ioctls::Error },
     /// Guest memory has a region KVM cannot map.
     #[error("guest memory region at {0:#x} is not mapped in the VMM")]
     Memory(u64),
@@ -72,29 +69,18 @@ impl KvmVm {
     pub fn new(memory: &GuestMemory, layout: &MemoryLayout) -> Result<Self, KvmError> {
         let kvm = Kvm::new().map_err(KvmError::Open)?;
         let vm = kvm.create_vm().map_err(ioctl("create a VM"))?;
-        vm.set_tss_address(KVM_TSS as usize)
-            .map_err(ioctl("set the TSS address"))?;
-        vm.set_identity_map_address(KVM_IDENTITY_MAP)
-            .map_err(ioctl("set the identity map address"))?;
-        vm.create_irq_chip()
-            .map_err(ioctl("create the in-kernel irqchip"))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        vm.create_pit2(pit)
-            .map_err(ioctl("create the in-kernel PIT"))?;
+        vm.set_tss_address(KVM_TSS as usize).map_err(ioctl("set the TSS address"))?;
+        vm.set_identity_map_address(KVM_IDENTITY_MAP).map_err(ioctl("set the identity map address"))?;
+        vm.create_irq_chip().map_err(ioctl("create the in-kernel irqchip"))?;
+        let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+        vm.create_pit2(pit).map_err(ioctl("create the in-kernel PIT"))?;
         for (slot, region) in layout.regions().iter().enumerate() {
             let host = memory
                 .get_host_address(GuestAddress(region.start))
                 .map_err(|_| KvmError::Memory(region.start))?;
             let mem_region = kvm_userspace_memory_region {
                 slot: slot as u32,
-                flags: if region.read_only {
-                    KVM_MEM_READONLY
-                } else {
-                    0
-                },
+                flags: if region.read_only { KVM_MEM_READONLY } else { 0 },
                 guest_phys_addr: region.start,
                 memory_size: region.len,
                 userspace_addr: host as u64,
@@ -103,31 +89,20 @@ impl KvmVm {
             // which the caller keeps alive as long as this VM (the machine owns both).
             unsafe { vm.set_user_memory_region(mem_region) }.map_err(ioctl("map guest memory"))?;
         }
-        Ok(Self {
-            kvm,
-            vm: Arc::new(vm),
-        })
+        Ok(Self { kvm, vm: Arc::new(vm) })
     }
 
     /// The interrupt controller devices use to raise lines and MSIs.
     pub fn interrupts(&self) -> Arc<dyn InterruptController> {
-        Arc::new(KvmInterrupts {
-            vm: self.vm.clone(),
-        })
+        Arc::new(KvmInterrupts { vm: self.vm.clone() })
     }
 
     /// Creates vCPU `id` of `count`, with CPUID set up for it.
     pub fn create_vcpu(&self, id: u8, count: u8) -> Result<KvmVcpu, KvmError> {
-        let fd = self
-            .vm
-            .create_vcpu(u64::from(id))
-            .map_err(ioctl("create a vCPU"))?;
-        let supported = self
-            .kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(ioctl("report its CPUID"))?;
-        fd.set_cpuid2(&cpuid::for_vcpu(supported, id, count))
-            .map_err(ioctl("set the CPUID"))?;
+        let fd = self.vm.create_vcpu(u64::from(id)).map_err(ioctl("create a vCPU"))?;
+        let supported =
+            self.kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(ioctl("report its CPUID"))?;
+        fd.set_cpuid2(&cpuid::for_vcpu(supported, id, count)).map_err(ioctl("set the CPUID"))?;
         Ok(KvmVcpu::new(fd, id))
     }
 }

@@ -51,9 +51,7 @@ impl Bus {
         if len == 0 {
             return Err(BusError::Empty(base));
         }
-        let end = base
-            .checked_add(len)
-            .ok_or(BusError::Overlap { base, len })?;
+        let end = base.checked_add(len).ok_or(BusError::Overlap { base, len })?;
         let mut ranges = self.ranges.write().unwrap_or_else(|e| e.into_inner());
         if let Some((b, e)) = ranges.range(..end).next_back() {
             if b + e.len > base {
@@ -85,10 +83,7 @@ impl Bus {
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.find(addr, data.len()) {
             Some((offset, device)) => {
-                device
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .read(offset, data);
+                device.lock().unwrap_or_else(|e| e.into_inner()).read(offset, data);
                 true
             }
             None => {
@@ -102,10 +97,7 @@ impl Bus {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.find(addr, data.len()) {
             Some((offset, device)) => {
-                device
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .write(offset, data);
+                device.lock().unwrap_or_else(|e| e.into_inner()).write(offset, data);
                 true
             }
             None => false,
@@ -129,16 +121,10 @@ impl Offset {
 
 impl BusDevice for Offset {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .read(offset + self.add, data);
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).read(offset + self.add, data);
     }
     fn write(&mut self, offset: u64, data: &[u8]) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write(offset + self.add, data);
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).write(offset + self.add, data);
     }
 }
 
@@ -163,17 +149,8 @@ mod tests {
         let bus = Bus::new();
         let dev: SharedDevice = Arc::new(Mutex::new(Echo(vec![0; 8])));
         bus.insert(0x100, 8, dev.clone()).unwrap();
-        assert_eq!(
-            bus.insert(0x104, 8, dev.clone()),
-            Err(BusError::Overlap {
-                base: 0x104,
-                len: 8
-            })
-        );
-        assert_eq!(
-            bus.insert(0xfc, 8, dev.clone()),
-            Err(BusError::Overlap { base: 0xfc, len: 8 })
-        );
+        assert_eq!(bus.insert(0x104, 8, dev.clone()), Err(BusError::Overlap { base: 0x104, len: 8 }));
+        assert_eq!(bus.insert(0xfc, 8, dev.clone()), Err(BusError::Overlap { base: 0xfc, len: 8 }));
         bus.insert(0x108, 8, dev).unwrap();
         assert!(bus.write(0x102, &[1, 2]));
         let mut buf = [0u8; 2];

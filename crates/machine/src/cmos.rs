@@ -25,9 +25,7 @@ pub struct Cmos {
 }
 
 fn host_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// (year, month 1-12, day 1-31) for a count of days since 1970-01-01.

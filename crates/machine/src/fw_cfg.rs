@@ -108,12 +108,7 @@ impl FwCfg {
     }
 
     fn next_byte(&mut self) -> u8 {
-        let b = self
-            .items
-            .get(&self.selector)
-            .and_then(|d| d.get(self.offset))
-            .copied()
-            .unwrap_or(0);
+        let b = self.items.get(&self.selector).and_then(|d| d.get(self.offset)).copied().unwrap_or(0);
         self.offset = self.offset.saturating_add(1);
         b
     }
@@ -159,10 +154,7 @@ mod tests {
         let mut cfg = FwCfg::new();
         cfg.add_file("etc/zeta", vec![1, 2, 3]).unwrap();
         cfg.add_file("etc/alpha", vec![9; 5]).unwrap();
-        assert_eq!(
-            cfg.add_file("etc/alpha", vec![]),
-            Err(FwCfgError::Duplicate("etc/alpha".into()))
-        );
+        assert_eq!(cfg.add_file("etc/alpha", vec![]), Err(FwCfgError::Duplicate("etc/alpha".into())));
         assert!(cfg.add_file(&"x".repeat(56), vec![]).is_err());
         select(&mut cfg, key::SIGNATURE);
         assert_eq!(read_n(&mut cfg, 4), b"QEMU");
@@ -175,11 +167,7 @@ mod tests {
         let sel = u16::from_be_bytes([e[4], e[5]]);
         assert_eq!(&e[8..17], b"etc/alpha");
         select(&mut cfg, sel);
-        assert_eq!(
-            read_n(&mut cfg, 7),
-            vec![9, 9, 9, 9, 9, 0, 0],
-            "past the end reads zero"
-        );
+        assert_eq!(read_n(&mut cfg, 7), vec![9, 9, 9, 9, 9, 0, 0], "past the end reads zero");
         // A selector nobody set reads zeros, a string read streams bytes.
         select(&mut cfg, 0x7777);
         let mut four = [0xaau8; 4];

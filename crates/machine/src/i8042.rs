@@ -180,10 +180,7 @@ mod tests {
 
     fn dev() -> (I8042, Arc<PowerControl>) {
         let power = Arc::new(PowerControl::new());
-        (
-            I8042::new(IrqLine::new(Arc::new(NoInterrupts), 1), power.clone()),
-            power,
-        )
+        (I8042::new(IrqLine::new(Arc::new(NoInterrupts), 1), power.clone()), power)
     }
 
     fn read(d: &mut I8042, off: u64) -> u8 {

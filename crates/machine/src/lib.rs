@@ -11,6 +11,7 @@ pub mod fw_cfg;
 pub mod i8042;
 pub mod io;
 pub mod irq;
+pub mod linux_boot;
 pub mod memory;
 pub mod pci;
 pub mod port92;

@@ -48,18 +48,11 @@ pub mod e820 {
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     /// Too little memory was asked for.
-    #[error(
-        "{0} MiB of guest memory is too little; give at least 16 MiB (CHR wants 256M or more)"
-    )]
+    #[error("{0} MiB of guest memory is too little; give at least 16 MiB (CHR wants 256M or more)")]
     TooSmall(u64),
     /// The host could not map the memory.
-    #[error(
-        "cannot allocate {size} MiB of guest memory: {source}. Lower --memory or free host memory"
-    )]
-    Map {
-        size: u64,
-        source: vm_memory::mmap::FromRangesError,
-    },
+    #[error("cannot allocate {size} MiB of guest memory: {source}. Lower --memory or free host memory")]
+    Map { size: u64, source: vm_memory::mmap::FromRangesError },
     /// The firmware image has an impossible size.
     #[error("the firmware image is {0} bytes; a BIOS image must be a multiple of 64 KiB between 128 KiB and 16 MiB")]
     BadFirmwareSize(usize),
@@ -99,11 +92,7 @@ impl MemoryLayout {
         if !bios_size.is_multiple_of(0x1_0000) || !(0x2_0000..=0x100_0000).contains(&bios_size) {
             return Err(MemoryError::BadFirmwareSize(bios_size as usize));
         }
-        Ok(Self {
-            ram_size,
-            low_end: ram_size.min(MAX_LOW_END),
-            bios_size,
-        })
+        Ok(Self { ram_size, low_end: ram_size.min(MAX_LOW_END), bios_size })
     }
 
     /// RAM above 4 GiB.
@@ -119,28 +108,12 @@ impl MemoryLayout {
     /// Every region of guest memory, RAM and ROM, in address order.
     pub fn regions(&self) -> Vec<Region> {
         let mut v = vec![
-            Region {
-                start: 0,
-                len: VGA_WINDOW,
-                read_only: false,
-            },
-            Region {
-                start: HIGH_ISA_RAM,
-                len: self.low_end - HIGH_ISA_RAM,
-                read_only: false,
-            },
-            Region {
-                start: self.bios_base(),
-                len: self.bios_size,
-                read_only: true,
-            },
+            Region { start: 0, len: VGA_WINDOW, read_only: false },
+            Region { start: HIGH_ISA_RAM, len: self.low_end - HIGH_ISA_RAM, read_only: false },
+            Region { start: self.bios_base(), len: self.bios_size, read_only: true },
         ];
         if self.high_size() > 0 {
-            v.push(Region {
-                start: FOUR_GIB,
-                len: self.high_size(),
-                read_only: false,
-            });
+            v.push(Region { start: FOUR_GIB, len: self.high_size(), read_only: false });
         }
         v
     }
@@ -152,10 +125,7 @@ impl MemoryLayout {
 
     /// The e820 map given to the firmware through fw_cfg: (start, length, type).
     pub fn e820(&self) -> Vec<(u64, u64, u32)> {
-        let mut v = vec![
-            (0, self.low_end, e820::RAM),
-            (KVM_IDENTITY_MAP, 0x4000, e820::RESERVED),
-        ];
+        let mut v = vec![(0, self.low_end, e820::RAM), (KVM_IDENTITY_MAP, 0x4000, e820::RESERVED)];
         if self.high_size() > 0 {
             v.push((FOUR_GIB, self.high_size(), e820::RAM));
         }
@@ -168,15 +138,10 @@ impl MemoryLayout {
         if bios.len() as u64 != self.bios_size {
             return Err(MemoryError::BadFirmwareSize(bios.len()));
         }
-        let ranges: Vec<(GuestAddress, usize)> = self
-            .regions()
-            .iter()
-            .map(|r| (GuestAddress(r.start), r.len as usize))
-            .collect();
-        let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Map {
-            size: self.ram_size >> 20,
-            source,
-        })?;
+        let ranges: Vec<(GuestAddress, usize)> =
+            self.regions().iter().map(|r| (GuestAddress(r.start), r.len as usize)).collect();
+        let mem = GuestMemoryMmap::from_ranges(&ranges)
+            .map_err(|source| MemoryError::Map { size: self.ram_size >> 20, source })?;
         mem.write_slice(bios, GuestAddress(self.bios_base()))?;
         let shadow = &bios[bios.len() - 0x2_0000..];
         mem.write_slice(shadow, GuestAddress(BIOS_SHADOW))?;
@@ -210,13 +175,7 @@ mod tests {
         let l = MemoryLayout::new(4 << 30, 256 << 10).unwrap();
         assert_eq!(l.low_end, MAX_LOW_END);
         assert_eq!(l.high_size(), (4 << 30) - MAX_LOW_END);
-        assert!(matches!(
-            MemoryLayout::new(1 << 20, 256 << 10),
-            Err(MemoryError::TooSmall(1))
-        ));
-        assert!(matches!(
-            MemoryLayout::new(256 << 20, 1000),
-            Err(MemoryError::BadFirmwareSize(1000))
-        ));
+        assert!(matches!(MemoryLayout::new(1 << 20, 256 << 10), Err(MemoryError::TooSmall(1))));
+        assert!(matches!(MemoryLayout::new(256 << 20, 1000), Err(MemoryError::BadFirmwareSize(1000))));
     }
 }

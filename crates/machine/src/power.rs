@@ -36,10 +36,7 @@ impl PowerControl {
 
     /// Registers a vCPU to be stopped when an event is requested.
     pub fn add_vcpu(&self, kicker: Arc<dyn VcpuKick>) {
-        self.kickers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(kicker);
+        self.kickers.lock().unwrap_or_else(|e| e.into_inner()).push(kicker);
     }
 
     /// Records `event` (the first request wins) and stops every vCPU.
@@ -48,20 +45,13 @@ impl PowerControl {
             PowerEvent::Reset => RESET,
             PowerEvent::PowerOff => POWER_OFF,
         };
-        let _ = self
-            .pending
-            .compare_exchange(NONE, code, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self.pending.compare_exchange(NONE, code, Ordering::SeqCst, Ordering::SeqCst);
         self.kick_all();
     }
 
     /// Stops every vCPU without recording an event (the VMM is shutting down).
     pub fn kick_all(&self) {
-        for k in self
-            .kickers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for k in self.kickers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             k.kick();
         }
     }

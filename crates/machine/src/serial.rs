@@ -34,9 +34,7 @@ pub struct SerialPort {
 impl SerialPort {
     /// A UART that raises `irq` and writes the guest's output to `out`.
     pub fn new(irq: IrqLine, out: SerialOut) -> Self {
-        Self {
-            uart: Serial::new(IrqTrigger(irq), out),
-        }
+        Self { uart: Serial::new(IrqTrigger(irq), out) }
     }
 
     /// Queues host input for the guest; returns how many bytes fit in the receive FIFO.

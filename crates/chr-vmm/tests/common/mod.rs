@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 
 /// The repository's root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
 /// The project's shared tools folder (beside the repository).
@@ -33,11 +30,7 @@ pub fn skip(test: &str, reason: &str) {
     let line = format!("{test}: {reason}");
     eprintln!("SKIPPED: {line}");
     if let Some(log) = std::env::var_os("CHR_VMM_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-        {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
             let _ = writeln!(f, "{line}");
         }
     }
@@ -72,11 +65,7 @@ pub enum HostKvm {
 
 /// Probes /dev/kvm the way the tests need.
 pub fn host_kvm() -> HostKvm {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
+    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
     if !ok {
         HostKvm::Missing
     } else if Path::new("/sys/module/kvm_pvm").exists() {
@@ -122,12 +111,7 @@ impl Vmm {
         pump(child.stdout.take().unwrap(), out.clone());
         pump(child.stderr.take().unwrap(), err.clone());
         let stdin = child.stdin.take();
-        Self {
-            child,
-            stdin,
-            out,
-            err,
-        }
+        Self { child, stdin, out, err }
     }
 
     /// The serial output so far.
@@ -188,11 +172,7 @@ impl Vmm {
 
     /// A report for assertion messages.
     pub fn report(&self) -> String {
-        format!(
-            "--- serial ---\n{}\n--- log ---\n{}",
-            self.output(),
-            self.log()
-        )
+        format!("--- serial ---\n{}\n--- log ---\n{}", self.output(), self.log())
     }
 }
 

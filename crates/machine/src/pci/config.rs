@@ -104,13 +104,8 @@ pub struct PciConfig {
 impl PciConfig {
     /// A type-0 header for `id`; `interrupt_pin` is 0 for none, 1-4 for INTA-INTD.
     pub fn new(id: PciId, interrupt_pin: u8) -> Self {
-        let mut cfg = Self {
-            data: [0; 256],
-            writable: [0; 256],
-            bars: [None; 6],
-            next_cap: 0x40,
-            last_cap: 0,
-        };
+        let mut cfg =
+            Self { data: [0; 256], writable: [0; 256], bars: [None; 6], next_cap: 0x40, last_cap: 0 };
         cfg.set_u16(reg::VENDOR_ID, id.vendor);
         cfg.set_u16(reg::DEVICE_ID, id.device);
         cfg.data[reg::REVISION] = id.revision;
@@ -129,10 +124,7 @@ impl PciConfig {
     /// Declares BAR `index` of `kind` and `size` (a power of two; I/O at least 4, memory at
     /// least 16 bytes). A 64-bit BAR also takes slot `index + 1`.
     pub fn add_bar(&mut self, index: usize, kind: BarKind, size: u64) {
-        assert!(
-            index < 6 && size.is_power_of_two(),
-            "a programming error in a device model"
-        );
+        assert!(index < 6 && size.is_power_of_two(), "a programming error in a device model");
         let off = reg::BAR0 + index * 4;
         let mask = !(size - 1);
         match kind {
@@ -231,11 +223,7 @@ impl PciConfig {
     /// Reflects a pending INTx in the status register.
     pub fn set_interrupt_status(&mut self, pending: bool) {
         let s = self.u16(reg::STATUS);
-        let s = if pending {
-            s | STATUS_INTERRUPT
-        } else {
-            s & !STATUS_INTERRUPT
-        };
+        let s = if pending { s | STATUS_INTERRUPT } else { s & !STATUS_INTERRUPT };
         self.set_u16(reg::STATUS, s);
     }
 
@@ -276,18 +264,12 @@ impl PciConfig {
         if base == 0 || end > limit || end == limit {
             return None;
         }
-        Some(BarMapping {
-            kind: bar.kind,
-            base,
-            size: bar.size,
-        })
+        Some(BarMapping { kind: bar.kind, base, size: bar.size })
     }
 
     /// Which BAR (if any) contains config-space `offset`.
     pub fn bar_index_at(offset: usize) -> Option<usize> {
-        (reg::BAR0..reg::BAR0 + 24)
-            .contains(&offset)
-            .then(|| (offset - reg::BAR0) / 4)
+        (reg::BAR0..reg::BAR0 + 24).contains(&offset).then(|| (offset - reg::BAR0) / 4)
     }
 }
 
@@ -297,12 +279,7 @@ mod tests {
 
     fn dev() -> PciConfig {
         let mut c = PciConfig::new(
-            PciId {
-                vendor: 0x1af4,
-                device: 0x1001,
-                class: 0x010000,
-                ..Default::default()
-            },
+            PciId { vendor: 0x1af4, device: 0x1001, class: 0x010000, ..Default::default() },
             1,
         );
         c.add_bar(0, BarKind::Io, 0x40);
@@ -337,21 +314,10 @@ mod tests {
         c.write(0x14, &0xfebf_1000u32.to_le_bytes());
         assert_eq!(c.bar_mapping(0), None, "decode disabled");
         c.write(reg::COMMAND, &(command::IO | command::MEMORY).to_le_bytes());
-        assert_eq!(
-            c.bar_mapping(0),
-            Some(BarMapping {
-                kind: BarKind::Io,
-                base: 0xc040,
-                size: 0x40
-            })
-        );
+        assert_eq!(c.bar_mapping(0), Some(BarMapping { kind: BarKind::Io, base: 0xc040, size: 0x40 }));
         assert_eq!(
             c.bar_mapping(1),
-            Some(BarMapping {
-                kind: BarKind::Mem32,
-                base: 0xfebf_1000,
-                size: 0x1000
-            })
+            Some(BarMapping { kind: BarKind::Mem32, base: 0xfebf_1000, size: 0x1000 })
         );
         // A sizing pattern is not a mapping.
         c.write(0x14, &0xffff_ffffu32.to_le_bytes());
@@ -361,11 +327,7 @@ mod tests {
         c.write(0x24, &1u32.to_le_bytes());
         assert_eq!(
             c.bar_mapping(4),
-            Some(BarMapping {
-                kind: BarKind::Mem64,
-                base: 0x1_8000_0000,
-                size: 0x4000
-            })
+            Some(BarMapping { kind: BarKind::Mem64, base: 0x1_8000_0000, size: 0x4000 })
         );
     }
 

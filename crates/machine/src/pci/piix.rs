@@ -14,13 +14,7 @@ impl HostBridge {
     /// A fresh host bridge.
     pub fn new() -> Self {
         let mut config = PciConfig::new(
-            PciId {
-                vendor: 0x8086,
-                device: 0x1237,
-                class: 0x060000,
-                revision: 2,
-                ..Default::default()
-            },
+            PciId { vendor: 0x8086, device: 0x1237, class: 0x060000, revision: 2, ..Default::default() },
             0,
         );
         // PAM0-PAM6 and SMRAM.
@@ -61,12 +55,7 @@ impl Piix3 {
     /// A fresh PIIX3 with PIRQs unrouted (0x80) until the firmware programs them.
     pub fn new() -> Self {
         let mut config = PciConfig::new(
-            PciId {
-                vendor: 0x8086,
-                device: 0x7000,
-                class: 0x060100,
-                ..Default::default()
-            },
+            PciId { vendor: 0x8086, device: 0x7000, class: 0x060100, ..Default::default() },
             0,
         );
         // Multi-function header, as on real hardware (IDE and USB live at functions 1 and 2).

@@ -25,16 +25,10 @@ struct BarWindow {
 
 impl BusDevice for BarWindow {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        self.device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .read_bar(self.bar, offset, data);
+        self.device.lock().unwrap_or_else(|e| e.into_inner()).read_bar(self.bar, offset, data);
     }
     fn write(&mut self, offset: u64, data: &[u8]) {
-        self.device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_bar(self.bar, offset, data);
+        self.device.lock().unwrap_or_else(|e| e.into_inner()).write_bar(self.bar, offset, data);
     }
 }
 
@@ -51,24 +45,14 @@ pub struct PciRoot {
 impl PciRoot {
     /// An empty bus 0 that maps BARs onto `pio` and `mmio`.
     pub fn new(pio: Arc<Bus>, mmio: Arc<Bus>, power: Arc<PowerControl>) -> Self {
-        Self {
-            slots: (0..32).map(|_| None).collect(),
-            address: 0,
-            pio,
-            mmio,
-            power,
-            reset_control: 0,
-        }
+        Self { slots: (0..32).map(|_| None).collect(), address: 0, pio, mmio, power, reset_control: 0 }
     }
 
     /// Puts `device` at slot `slot` (function 0). Returns false if the slot is taken or invalid.
     pub fn add(&mut self, slot: usize, device: SharedPci) -> bool {
         match self.slots.get_mut(slot) {
             Some(s @ None) => {
-                *s = Some(Slot {
-                    device,
-                    mapped: [None; 6],
-                });
+                *s = Some(Slot { device, mapped: [None; 6] });
                 true
             }
             _ => false,
@@ -93,11 +77,7 @@ impl PciRoot {
     /// A config read of `data.len()` bytes at byte `offset` of slot `slot`.
     pub fn config_read(&mut self, slot: usize, offset: usize, data: &mut [u8]) {
         match self.slots.get(slot).and_then(|s| s.as_ref()) {
-            Some(s) => s
-                .device
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .read_config(offset, data),
+            Some(s) => s.device.lock().unwrap_or_else(|e| e.into_inner()).read_config(offset, data),
             None => data.fill(0xff),
         }
     }
@@ -121,10 +101,7 @@ impl PciRoot {
                 bus_for(&self.pio, &self.mmio, old.kind).remove(old.base);
             }
             if let Some(new) = want {
-                let window = Arc::new(Mutex::new(BarWindow {
-                    device: s.device.clone(),
-                    bar,
-                }));
+                let window = Arc::new(Mutex::new(BarWindow { device: s.device.clone(), bar }));
                 match bus_for(&self.pio, &self.mmio, new.kind).insert(new.base, new.size, window) {
                     Ok(()) => s.mapped[bar] = Some(new),
                     Err(e) => log::warn!("PCI 00:{slot:02x}.0 BAR{bar}: {e}; left unmapped"),
@@ -214,20 +191,10 @@ mod tests {
         let power = Arc::new(PowerControl::new());
         let mut root = PciRoot::new(pio.clone(), mmio.clone(), power.clone());
         assert!(root.add(0, Arc::new(Mutex::new(HostBridge::new()))));
-        let mut config = PciConfig::new(
-            PciId {
-                vendor: 0x1af4,
-                device: 0x1001,
-                ..Default::default()
-            },
-            1,
-        );
+        let mut config = PciConfig::new(PciId { vendor: 0x1af4, device: 0x1001, ..Default::default() }, 1);
         config.add_bar(0, BarKind::Io, 0x20);
         config.add_bar(1, BarKind::Mem32, 0x1000);
-        let dev = Arc::new(Mutex::new(Dummy {
-            config,
-            last_write: None,
-        }));
+        let dev = Arc::new(Mutex::new(Dummy { config, last_write: None }));
         assert!(root.add(3, dev.clone()));
         assert!(!root.add(3, dev.clone()));
 
@@ -247,10 +214,7 @@ mod tests {
         root.write(0, &cfg_addr(3, 0x14));
         root.write(4, &0xfebf_0000u32.to_le_bytes());
         let mut b = [0u8; 1];
-        assert!(
-            !pio.read(0xc001, &mut b),
-            "not decoded before the command register says so"
-        );
+        assert!(!pio.read(0xc001, &mut b), "not decoded before the command register says so");
         root.write(0, &cfg_addr(3, 0x04));
         root.write(4, &3u32.to_le_bytes());
         assert!(pio.read(0xc001, &mut b));
