@@ -249,7 +249,12 @@ impl VirtioInterrupt {
             let first = offset.saturating_add(i as u64).saturating_mul(8);
             *b = (0..8u64)
                 .filter(|bit| {
-                    usize::try_from(first + bit).ok().and_then(|v| s.pending.get(v)).copied().unwrap_or(false)
+                    first
+                        .checked_add(*bit)
+                        .and_then(|v| usize::try_from(v).ok())
+                        .and_then(|v| s.pending.get(v))
+                        .copied()
+                        .unwrap_or(false)
                 })
                 .fold(0u8, |acc, bit| acc | (1 << bit));
         }
