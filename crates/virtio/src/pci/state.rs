@@ -174,7 +174,8 @@ impl Transport {
     }
 
     fn activate(&mut self) {
-        if self.active {
+        // A device that failed to start waits for the driver's reset.
+        if self.active || self.status & status::NEEDS_RESET != 0 {
             return;
         }
         let event_idx = self.acked & features::RING_EVENT_IDX != 0;
