@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use disk::BlockDevice;
 use machine::bus::{Offset, SharedDevice};
 use machine::cmos::{Cmos, CMOS_PORT};
 use machine::debugcon::{DebugCon, DEBUGCON_PORT};
@@ -18,6 +19,7 @@ use machine::port92::{Port92, PORT92};
 use machine::power::PowerControl;
 use machine::serial::{SerialPort, COM1_IRQ, COM1_PORT};
 use machine::vcpu::Vcpu;
+use virtio::pci::VirtioPci;
 
 use crate::console::ConsoleOut;
 use crate::VmError;
@@ -47,6 +49,17 @@ pub struct MachineConfig {
     pub console_out: ConsoleOut,
     /// A kernel to boot directly instead of through the firmware.
     pub kernel: Option<KernelBoot>,
+    /// The boot disk and its virtio-blk serial number.
+    pub disk: (Arc<dyn BlockDevice>, String),
+}
+
+/// Where PCI devices go: slot 2 is kept for VGA, as on QEMU's pc machine.
+const DISK_SLOT: usize = 3;
+
+/// The ISA IRQ that SeaBIOS routes INTA of `slot` to (PIRQA-D = 10, 10, 11, 11), the same
+/// mapping the ACPI _PRT describes.
+fn intx_gsi(slot: usize) -> u32 {
+    [10, 10, 11, 11][slot & 3]
 }
 
 /// One boot's machine.
@@ -115,6 +128,16 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     let mut pci = PciRoot::new(buses.pio.clone(), buses.mmio.clone(), power.clone());
     pci.add(0, Arc::new(Mutex::new(HostBridge::new())));
     pci.add(1, Arc::new(Mutex::new(Piix3::new())));
+    let (disk, disk_serial) = &cfg.disk;
+    let block = virtio::block::Block::new(disk.clone(), disk_serial);
+    let blk = VirtioPci::new(
+        Box::new(block),
+        memory.clone(),
+        IrqLine::new(irq.clone(), intx_gsi(DISK_SLOT)),
+        irq.clone(),
+    )
+    .map_err(|e| VmError::Build(format!("virtio-blk: {e}")))?;
+    pci.add(DISK_SLOT, Arc::new(Mutex::new(blk)));
     add_pio(&buses, PCI_CONFIG_PORT, 8, shared(pci))?;
 
     // Firmware configuration.

@@ -68,7 +68,8 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
         disk.size() >> 20,
         if disk.read_only() { ", read-only" } else { "" }
     );
-    let _disk: Arc<dyn disk::BlockDevice> = Arc::from(disk);
+    let disk: Arc<dyn disk::BlockDevice> = Arc::from(disk);
+    let disk_serial = virtio::block::Block::serial_for(&args.disk);
     let console = Console::open(&args.serial, tx.clone())?;
     let cfg = MachineConfig {
         memory: args.memory,
@@ -82,6 +83,7 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
             initrd: args.initrd.clone(),
             cmdline: args.cmdline.clone(),
         }),
+        disk: (disk, disk_serial),
     };
     loop {
         match boot_once(&cfg, &console, &rx, &tx)? {

@@ -12,7 +12,7 @@ use common::{chr_vmm, shared_tools, skip, test_guest};
 /// The script run inside L1. Each scenario prints `SCENARIO name rc=N` and the serial log.
 const SCENARIOS: &str = r#"#!/bin/sh
 VMM=/payload/chr-vmm
-DISK=/payload/guest.vmdk
+DISK=/payload/guest.img
 wait_for() { # file pattern seconds
   i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i+1)); done; return 1; }
 boot() { # name cpus
@@ -52,7 +52,7 @@ fn test_guest_boots_on_nested_kvm() {
     std::fs::create_dir_all(&payload).unwrap();
     std::fs::copy(chr_vmm(), payload.join("chr-vmm")).unwrap();
     std::fs::copy("/usr/share/seabios/bios-256k.bin", payload.join("bios-256k.bin")).unwrap();
-    std::fs::copy(guest.join("guest.vmdk"), payload.join("guest.vmdk")).unwrap();
+    std::fs::copy(guest.join("guest.img"), payload.join("guest.img")).unwrap();
     std::fs::write(payload.join("run"), SCENARIOS).unwrap();
     let out = Command::new("bash")
         .arg(&harness)
