@@ -18,10 +18,12 @@ mod worker;
 pub use interrupt::VirtioInterrupt;
 pub use worker::Worker;
 
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use machine::memory::GuestMemory;
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
 /// virtio device types (virtio 1.x section 5).
@@ -116,5 +118,23 @@ pub trait VirtioDevice: Send {
     /// queues have an address, which keeps KVM-bound ioeventfds working for such guests.
     fn legacy_queues_before_kick(&self, _acked_features: u64) -> usize {
         self.queue_max_sizes().len()
+    }
+}
+
+/// Whether the driver wants an interrupt for the buffers just put in `queue`'s used ring.
+///
+/// With EVENT_IDX this is the queue's `used_event` test; without it, the avail ring's
+/// NO_INTERRUPT flag (which `virtio-queue` does not look at), so that SeaBIOS, which polls,
+/// and Linux, while it has callbacks off, get no interrupts they did not ask for.
+pub fn driver_wants_interrupt(queue: &mut Queue, memory: &GuestMemory) -> bool {
+    const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
+    if queue.event_idx_enabled() {
+        return queue.needs_notification(memory).unwrap_or(true);
+    }
+    // Order the used-ring writes before the flag read, as the driver orders the other way.
+    fence(Ordering::SeqCst);
+    match memory.read_obj::<u16>(GuestAddress(queue.avail_ring())) {
+        Ok(flags) => u16::from_le(flags) & VRING_AVAIL_F_NO_INTERRUPT == 0,
+        Err(_) => true,
     }
 }

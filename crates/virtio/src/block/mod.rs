@@ -168,7 +168,7 @@ impl QueueServer {
                     log::warn!("virtio-blk: cannot return request {head}: {e}");
                 }
             }
-            if served > 0 && self.queue.needs_notification(mem).unwrap_or(true) {
+            if served > 0 && crate::driver_wants_interrupt(&mut self.queue, mem) {
                 self.interrupt.signal_queue(0);
             }
             // Loop only while something new arrived and the last pass made progress, so that a

@@ -357,3 +357,17 @@ fn serial_comes_from_the_file_name() {
     b.read_config(u64::MAX - 1, &mut past);
     assert_eq!(past, [0; 4]);
 }
+
+#[test]
+fn no_interrupt_flag_is_honoured_without_event_idx() {
+    let mut h = Harness::new(false);
+    h.mem.write_obj(1u16, GuestAddress(AVAIL)).unwrap();
+    h.request(kind::IN, 0, 512, true);
+    h.server.serve();
+    assert_eq!(h.ring.used_idx(&h.mem), 1);
+    assert!(h.rec.take_levels().is_empty(), "the driver polls");
+    h.mem.write_obj(0u16, GuestAddress(AVAIL)).unwrap();
+    h.request(kind::IN, 0, 512, true);
+    h.server.serve();
+    assert_eq!(h.rec.take_levels(), vec![(10, true)]);
+}
