@@ -72,7 +72,8 @@ fn watch(
     });
 }
 
-/// Resident KiB of `pid` outside mappings at least `guest_ram` bytes large (guest RAM).
+/// Resident KiB of `pid` outside guest RAM: every mapping at least half the guest's RAM is
+/// taken to be guest RAM (chr-vmm splits RAM around the VGA hole; QEMU maps it whole).
 pub fn overhead_kib(pid: u32, guest_ram: u64) -> Option<u64> {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
     let mut total = 0u64;
@@ -84,7 +85,7 @@ pub fn overhead_kib(pid: u32, guest_ram: u64) -> Option<u64> {
             let mut range = first.split('-');
             let start = range.next().and_then(|s| u64::from_str_radix(s, 16).ok());
             let end = range.next().and_then(|s| u64::from_str_radix(s, 16).ok());
-            current_is_guest = matches!((start, end), (Some(s), Some(e)) if e - s >= guest_ram);
+            current_is_guest = matches!((start, end), (Some(s), Some(e)) if e - s >= guest_ram / 2);
         } else if first == "Rss:" && !current_is_guest {
             total += parts.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         }
