@@ -31,6 +31,9 @@ pub(crate) mod status {
 const HEADER_LEN: usize = 16;
 /// The length of a GET_ID answer.
 pub(crate) const ID_LEN: usize = 20;
+/// The longest chain served: the spec bounds a chain (indirect tables included) by the queue
+/// size, and this keeps the per-request bookkeeping small whatever the guest writes.
+pub(crate) const MAX_DESCRIPTORS: usize = 128;
 /// How much data moves between guest memory and the disk at a time.
 pub(crate) const BOUNCE_LEN: usize = 128 << 10;
 
@@ -151,6 +154,10 @@ fn execute(
 /// (the used length, status byte included; 0 when the chain had no usable status byte).
 pub(crate) fn process(ctx: &mut RequestContext<'_>, chain: DescriptorChain<&GuestMemory>) -> u32 {
     let memory = ctx.memory;
+    if chain.clone().take(MAX_DESCRIPTORS + 1).count() > MAX_DESCRIPTORS {
+        log::debug!("virtio-blk: a chain of more than {MAX_DESCRIPTORS} descriptors; dropped");
+        return 0;
+    }
     let Ok(mut writable) = Writer::new(memory, chain.clone()) else {
         log::debug!("virtio-blk: a writable buffer lies outside guest RAM; request dropped");
         return 0;
