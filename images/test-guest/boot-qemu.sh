@@ -12,7 +12,9 @@
 # Environment:
 #   ACCEL=tcg|kvm (default tcg)   MEM=256   SMP=1   DISK_IF=virtio (or ide, ...)
 #   HTTP_PORT=8080 TELNET_PORT=2323: host ports forwarded (127.0.0.1) to guest 80 and 23
-#   NIC="..." replaces the whole -nic argument (NIC=none for no network)
+#   NETDEV="..." replaces the -netdev spec (default user,... with the forwards; NETDEV=none: no NIC)
+#   The NIC is virtio-net-pci without an option ROM (no iPXE: the guest never boots from the network
+#   and chr-vmm has no NIC ROM either, so the two boot the same way).
 #   SNAPSHOT=1 (default): guest writes go to a temporary overlay; SNAPSHOT=0 writes the cache image
 #   QEMU=qemu-system-x86_64   BIOS=/usr/share/seabios/bios-256k.bin
 # QEMU's exit status is ours.
@@ -48,9 +50,11 @@ case $DISK in
   *.vmdk) FMT=vmdk ;; *.vdi) FMT=vdi ;; *.vhdx) FMT=vhdx ;; *.qcow2) FMT=qcow2 ;; *) FMT=raw ;;
 esac
 SNAP=on; [ "${SNAPSHOT:-1}" = 0 ] && SNAP=off
-NIC=${NIC:-user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${HTTP_PORT:-8080}-:80,hostfwd=tcp:127.0.0.1:${TELNET_PORT:-2323}-:23}
+NETDEV=${NETDEV:-user,hostfwd=tcp:127.0.0.1:${HTTP_PORT:-8080}-:80,hostfwd=tcp:127.0.0.1:${TELNET_PORT:-2323}-:23}
+NET=(-nic none)
+[ "$NETDEV" = none ] || NET=(-netdev "$NETDEV,id=net0" -device virtio-net-pci,netdev=net0,romfile=)
 
 exec "$QEMU" -machine pc -accel "${ACCEL:-tcg}" -m "${MEM:-256}" -smp "${SMP:-1}" \
   -bios "$BIOS" -nographic \
   -drive "file=$DISK,format=$FMT,if=${DISK_IF:-virtio},snapshot=$SNAP" \
-  -nic "$NIC" "${KERNEL[@]}" "$@"
+  "${NET[@]}" "${KERNEL[@]}" "$@"
