@@ -126,6 +126,10 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
 
     // PCI: the i440FX host bridge and the PIIX3 ISA bridge at the slots SeaBIOS expects.
     let mut pci = PciRoot::new(buses.pio.clone(), buses.mmio.clone(), power.clone());
+    #[cfg(target_arch = "x86_64")]
+    if let Some(vm) = &kvm_vm {
+        pci.set_ioevent_binder(vm.ioevent_binder());
+    }
     pci.add(0, Arc::new(Mutex::new(HostBridge::new())));
     pci.add(1, Arc::new(Mutex::new(Piix3::new())));
     let (disk, disk_serial) = &cfg.disk;

@@ -6,8 +6,9 @@ use kvm_bindings::{
     kvm_msi, kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY,
     KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{Kvm, VmFd};
+use kvm_ioctls::{Kvm, NoDatamatch, VmFd};
 use machine::irq::InterruptController;
+use machine::pci::{BarIoEvent, IoEventAddress, IoEventBinder};
 use machine::memory::{GuestMemory, MemoryLayout, KVM_IDENTITY_MAP, KVM_TSS};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
@@ -57,6 +58,44 @@ impl InterruptController for KvmInterrupts {
     }
 }
 
+/// Binds PCI doorbells as KVM ioeventfds, so queue notifications never leave the kernel.
+struct KvmIoEvents {
+    vm: Arc<VmFd>,
+}
+
+fn kvm_address(at: IoEventAddress) -> kvm_ioctls::IoEventAddress {
+    match at {
+        IoEventAddress::Pio(p) => kvm_ioctls::IoEventAddress::Pio(p),
+        IoEventAddress::Mmio(m) => kvm_ioctls::IoEventAddress::Mmio(m),
+    }
+}
+
+impl IoEventBinder for KvmIoEvents {
+    fn bind(&self, at: IoEventAddress, ev: &BarIoEvent) -> Result<(), String> {
+        let addr = kvm_address(at);
+        let r = match (ev.len, ev.datamatch) {
+            (2, Some(v)) => self.vm.register_ioevent(&ev.event, &addr, v as u16),
+            (4, Some(v)) => self.vm.register_ioevent(&ev.event, &addr, v as u32),
+            (_, None) => self.vm.register_ioevent(&ev.event, &addr, NoDatamatch),
+            (len, Some(_)) => return Err(format!("no datamatch of {len} bytes")),
+        };
+        r.map_err(|e| e.to_string())
+    }
+
+    fn unbind(&self, at: IoEventAddress, ev: &BarIoEvent) {
+        let addr = kvm_address(at);
+        let r = match (ev.len, ev.datamatch) {
+            (2, Some(v)) => self.vm.unregister_ioevent(&ev.event, &addr, v as u16),
+            (4, Some(v)) => self.vm.unregister_ioevent(&ev.event, &addr, v as u32),
+            (_, None) => self.vm.unregister_ioevent(&ev.event, &addr, NoDatamatch),
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            log::debug!("KVM could not unbind a doorbell at {at:?}: {e}");
+        }
+    }
+}
+
 /// A VM with its memory mapped and its interrupt controllers created.
 pub struct KvmVm {
     kvm: Kvm,
@@ -95,6 +134,11 @@ impl KvmVm {
     /// The interrupt controller devices use to raise lines and MSIs.
     pub fn interrupts(&self) -> Arc<dyn InterruptController> {
         Arc::new(KvmInterrupts { vm: self.vm.clone() })
+    }
+
+    /// Binds PCI doorbells as ioeventfds.
+    pub fn ioevent_binder(&self) -> Arc<dyn IoEventBinder> {
+        Arc::new(KvmIoEvents { vm: self.vm.clone() })
     }
 
     /// Creates vCPU `id` of `count`, with CPUID set up for it.

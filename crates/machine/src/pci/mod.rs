@@ -27,4 +27,41 @@ pub trait PciDevice: Send {
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]);
     /// A guest write at `offset` inside BAR `bar`.
     fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]);
+    /// Doorbells an accelerator may bind (see [`BarIoEvent`]); none by default.
+    fn ioevents(&self) -> Vec<BarIoEvent> {
+        Vec::new()
+    }
+}
+
+/// A doorbell inside a BAR that an accelerator may bind so that guest writes signal `event`
+/// without leaving the vCPU (KVM ioeventfd). Writes that still reach the device must signal
+/// the same event, so binding is only an optimisation.
+pub struct BarIoEvent {
+    /// The BAR.
+    pub bar: usize,
+    /// Offset inside the BAR.
+    pub offset: u64,
+    /// The write width to match in bytes (2 or 4), or 0 for any width.
+    pub len: u32,
+    /// The value to match, if any (only with `len` 2 or 4).
+    pub datamatch: Option<u64>,
+    /// Signalled on a matching write.
+    pub event: vmm_sys_util::eventfd::EventFd,
+}
+
+/// Where a doorbell lives once its BAR is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoEventAddress {
+    /// A port.
+    Pio(u64),
+    /// A physical address.
+    Mmio(u64),
+}
+
+/// Binds doorbells for an accelerator (implemented by KVM; the interpreter needs none).
+pub trait IoEventBinder: Send + Sync {
+    /// Starts signalling `ev.event` on matching writes to `at`.
+    fn bind(&self, at: IoEventAddress, ev: &BarIoEvent) -> Result<(), String>;
+    /// Stops it again.
+    fn unbind(&self, at: IoEventAddress, ev: &BarIoEvent);
 }

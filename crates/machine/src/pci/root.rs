@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{BarKind, BarMapping, PciConfig, PciDevice};
+use super::{BarIoEvent, BarKind, BarMapping, IoEventAddress, IoEventBinder, PciConfig, PciDevice};
 use crate::bus::{Bus, BusDevice};
 use crate::power::{PowerControl, PowerEvent};
 
@@ -15,6 +15,7 @@ type SharedPci = Arc<Mutex<dyn PciDevice>>;
 struct Slot {
     device: SharedPci,
     mapped: [Option<BarMapping>; 6],
+    ioevents: Vec<BarIoEvent>,
 }
 
 /// Forwards bus accesses in one BAR's range to its device.
@@ -40,19 +41,34 @@ pub struct PciRoot {
     mmio: Arc<Bus>,
     power: Arc<PowerControl>,
     reset_control: u8,
+    binder: Option<Arc<dyn IoEventBinder>>,
 }
 
 impl PciRoot {
     /// An empty bus 0 that maps BARs onto `pio` and `mmio`.
     pub fn new(pio: Arc<Bus>, mmio: Arc<Bus>, power: Arc<PowerControl>) -> Self {
-        Self { slots: (0..32).map(|_| None).collect(), address: 0, pio, mmio, power, reset_control: 0 }
+        Self {
+            slots: (0..32).map(|_| None).collect(),
+            address: 0,
+            pio,
+            mmio,
+            power,
+            reset_control: 0,
+            binder: None,
+        }
+    }
+
+    /// Binds devices' doorbells through `binder` whenever their BARs are mapped.
+    pub fn set_ioevent_binder(&mut self, binder: Arc<dyn IoEventBinder>) {
+        self.binder = Some(binder);
     }
 
     /// Puts `device` at slot `slot` (function 0). Returns false if the slot is taken or invalid.
     pub fn add(&mut self, slot: usize, device: SharedPci) -> bool {
         match self.slots.get_mut(slot) {
             Some(s @ None) => {
-                *s = Some(Slot { device, mapped: [None; 6] });
+                let ioevents = device.lock().unwrap_or_else(|e| e.into_inner()).ioevents();
+                *s = Some(Slot { device, mapped: [None; 6], ioevents });
                 true
             }
             _ => false,
@@ -99,15 +115,36 @@ impl PciRoot {
             }
             if let Some(old) = s.mapped[bar].take() {
                 bus_for(&self.pio, &self.mmio, old.kind).remove(old.base);
+                if let Some(b) = &self.binder {
+                    for ev in s.ioevents.iter().filter(|e| e.bar == bar) {
+                        b.unbind(event_address(old, ev.offset), ev);
+                    }
+                }
             }
             if let Some(new) = want {
                 let window = Arc::new(Mutex::new(BarWindow { device: s.device.clone(), bar }));
                 match bus_for(&self.pio, &self.mmio, new.kind).insert(new.base, new.size, window) {
-                    Ok(()) => s.mapped[bar] = Some(new),
+                    Ok(()) => {
+                        s.mapped[bar] = Some(new);
+                        if let Some(b) = &self.binder {
+                            for ev in s.ioevents.iter().filter(|e| e.bar == bar) {
+                                if let Err(e) = b.bind(event_address(new, ev.offset), ev) {
+                                    log::debug!("PCI 00:{slot:02x}.0 BAR{bar} doorbell not bound: {e}");
+                                }
+                            }
+                        }
+                    }
                     Err(e) => log::warn!("PCI 00:{slot:02x}.0 BAR{bar}: {e}; left unmapped"),
                 }
             }
         }
+    }
+}
+
+fn event_address(m: BarMapping, offset: u64) -> IoEventAddress {
+    match m.kind {
+        BarKind::Io => IoEventAddress::Pio(m.base + offset),
+        BarKind::Mem32 | BarKind::Mem64 => IoEventAddress::Mmio(m.base + offset),
     }
 }
 
@@ -231,6 +268,59 @@ mod tests {
         root.write(0, &cfg_addr(3, 0x14));
         root.write(4, &0xffff_f000u32.to_le_bytes());
         assert!(!mmio.read(0xfebf_0000, &mut b));
+    }
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(bool, IoEventAddress)>>);
+    impl IoEventBinder for Recorder {
+        fn bind(&self, at: IoEventAddress, _ev: &BarIoEvent) -> Result<(), String> {
+            self.0.lock().unwrap().push((true, at));
+            Ok(())
+        }
+        fn unbind(&self, at: IoEventAddress, _ev: &BarIoEvent) {
+            self.0.lock().unwrap().push((false, at));
+        }
+    }
+
+    struct Doorbell(PciConfig);
+    impl PciDevice for Doorbell {
+        fn config(&self) -> &PciConfig {
+            &self.0
+        }
+        fn config_mut(&mut self) -> &mut PciConfig {
+            &mut self.0
+        }
+        fn read_bar(&mut self, _bar: usize, _offset: u64, data: &mut [u8]) {
+            data.fill(0);
+        }
+        fn write_bar(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
+        fn ioevents(&self) -> Vec<BarIoEvent> {
+            let event = vmm_sys_util::eventfd::EventFd::new(0).unwrap();
+            vec![BarIoEvent { bar: 0, offset: 0x10, len: 2, datamatch: Some(1), event }]
+        }
+    }
+
+    #[test]
+    fn doorbells_follow_their_bar() {
+        let power = Arc::new(PowerControl::new());
+        let mut root = PciRoot::new(Arc::new(Bus::new()), Arc::new(Bus::new()), power);
+        let rec = Arc::new(Recorder::default());
+        root.set_ioevent_binder(rec.clone());
+        let mut config = PciConfig::new(PciId { vendor: 0x1af4, device: 0x1001, ..Default::default() }, 1);
+        config.add_bar(0, BarKind::Io, 0x40);
+        root.add(3, Arc::new(Mutex::new(Doorbell(config))));
+        root.config_write(3, 0x10, &0xc000u32.to_le_bytes());
+        root.config_write(3, 0x04, &1u16.to_le_bytes());
+        root.config_write(3, 0x10, &0xc040u32.to_le_bytes());
+        let log = rec.0.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            vec![
+                (true, IoEventAddress::Pio(0xc010)),
+                (false, IoEventAddress::Pio(0xc010)),
+                (true, IoEventAddress::Pio(0xc050))
+            ]
+        );
     }
 
     #[test]

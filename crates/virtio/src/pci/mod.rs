@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use machine::irq::{InterruptController, IrqLine};
 use machine::memory::GuestMemory;
-use machine::pci::{command, reg, BarKind, PciConfig, PciDevice, PciId};
+use machine::pci::{command, reg, BarIoEvent, BarKind, PciConfig, PciDevice, PciId};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::interrupt::MSIX_ENTRY_SIZE;
@@ -291,6 +291,25 @@ impl PciDevice for VirtioPci {
             MSIX_BAR if offset < MSIX_PBA_OFFSET => self.transport.interrupt.write_msix_table(offset, data),
             MODERN_BAR => self.transport.modern_write(offset, data),
             _ => {}
+        }
+    }
+
+    fn ioevents(&self) -> Vec<BarIoEvent> {
+        match VirtioPci::ioevents(self) {
+            Ok(events) => events
+                .into_iter()
+                .map(|e| BarIoEvent {
+                    bar: e.bar,
+                    offset: e.offset,
+                    len: e.len,
+                    datamatch: e.datamatch,
+                    event: e.event,
+                })
+                .collect(),
+            Err(e) => {
+                log::warn!("virtio doorbells stay unbound (cannot clone their eventfds: {e})");
+                Vec::new()
+            }
         }
     }
 }
