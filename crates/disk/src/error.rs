@@ -7,10 +7,7 @@ use std::path::PathBuf;
 pub enum DiskError {
     /// The image file could not be opened.
     #[error("cannot open disk image {path}: {source}. Check the path and its permissions")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     /// Another process holds the image's lock.
     #[error("disk image {0} is in use by another process (it holds a lock on it); stop that process or use --snapshot")]
     Locked(PathBuf),
@@ -27,6 +24,8 @@ pub enum DiskError {
     #[error("the disk image is damaged or not of the expected format: {0}")]
     Corrupt(String),
     /// The image uses a feature we do not implement.
-    #[error("the disk image uses {0}, which chr-vmm does not support; convert it with `qemu-img convert -O raw`")]
+    #[error(
+        "the disk image uses {0}, which chr-vmm does not support; convert it with `qemu-img convert -O raw`"
+    )]
     Unsupported(String),
 }

@@ -16,11 +16,7 @@ pub struct RawImage {
 
 /// Takes an advisory lock on `file` (shared for readers, exclusive for writers), like QEMU.
 pub(crate) fn lock_file(file: &File, path: &Path, exclusive: bool) -> Result<(), DiskError> {
-    let op = if exclusive {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_SH
-    } | libc::LOCK_NB;
+    let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
     // SAFETY: flock on a file descriptor we own; it touches no memory.
     let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
     if rc != 0 {
@@ -40,17 +36,10 @@ impl RawImage {
             .read(true)
             .write(!options.read_only)
             .open(path)
-            .map_err(|source| DiskError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| DiskError::Open { path: path.to_path_buf(), source })?;
         lock_file(&file, path, !options.read_only)?;
         let size = file.metadata()?.len() / crate::SECTOR_SIZE * crate::SECTOR_SIZE;
-        Ok(Self {
-            file,
-            size,
-            read_only: options.read_only,
-        })
+        Ok(Self { file, size, read_only: options.read_only })
     }
 }
 
@@ -96,11 +85,7 @@ mod tests {
     use std::io::Write;
 
     fn temp_image(bytes: &[u8]) -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "chr-vmm-raw-{}-{}",
-            std::process::id(),
-            bytes.len()
-        ));
+        let path = std::env::temp_dir().join(format!("chr-vmm-raw-{}-{}", std::process::id(), bytes.len()));
         let mut f = File::create(&path).unwrap();
         f.write_all(bytes).unwrap();
         path
@@ -116,25 +101,13 @@ mod tests {
         img.read_at(&mut buf, 0).unwrap();
         assert_eq!(&buf[..512], &[7; 512]);
         assert_eq!(&buf[512..], &[1; 512]);
-        assert!(matches!(
-            img.read_at(&mut buf, 512),
-            Err(DiskError::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            img.read_at(&mut buf, u64::MAX),
-            Err(DiskError::OutOfRange { .. })
-        ));
+        assert!(matches!(img.read_at(&mut buf, 512), Err(DiskError::OutOfRange { .. })));
+        assert!(matches!(img.read_at(&mut buf, u64::MAX), Err(DiskError::OutOfRange { .. })));
         // A second writer is refused by the lock.
-        assert!(matches!(
-            RawImage::open(&path, OpenOptions::default()),
-            Err(DiskError::Locked(_))
-        ));
+        assert!(matches!(RawImage::open(&path, OpenOptions::default()), Err(DiskError::Locked(_))));
         drop(img);
         let ro = RawImage::open(&path, OpenOptions { read_only: true }).unwrap();
-        assert!(matches!(
-            ro.write_at(&[0; 512], 0),
-            Err(DiskError::ReadOnly)
-        ));
+        assert!(matches!(ro.write_at(&[0; 512], 0), Err(DiskError::ReadOnly)));
         std::fs::remove_file(path).unwrap();
     }
 }

@@ -8,8 +8,8 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{Kvm, NoDatamatch, VmFd};
 use machine::irq::InterruptController;
-use machine::pci::{BarIoEvent, IoEventAddress, IoEventBinder};
 use machine::memory::{GuestMemory, MemoryLayout, KVM_IDENTITY_MAP, KVM_TSS};
+use machine::pci::{BarIoEvent, IoEventAddress, IoEventBinder};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::cpuid;
