@@ -60,6 +60,8 @@ if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then
 ldd /bin/busybox >/dev/null 2>&1 && die "/bin/busybox is not static (install busybox-static)"
 BB=/bin/busybox
 
+# fixed timestamps (initramfs, FAT) so that the raw image only changes when its inputs do
+export SOURCE_DATE_EPOCH=1700000000
 WORK=$(mktemp -d "$CACHE/test-guest.work.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -75,7 +77,12 @@ KDIR=$CACHE/debian-kernel; mkdir -p "$KDIR"
 deb=$(ls "$KDIR/${pkg}"_*.deb 2>/dev/null | head -1 || true)
 if [ -z "$deb" ]; then
   log "downloading $pkg"
-  (cd "$WORK" && apt-get download "$pkg" >>"$APTLOG" 2>&1) || die "cannot download $pkg (see $APTLOG)"
+  if ! (cd "$WORK" && apt-get download "$pkg" >>"$APTLOG" 2>&1); then
+    [ $apt_updated = 0 ] || die "cannot download $pkg (see $APTLOG)"
+    log "refreshing apt package lists"; apt-get update -qq >>"$APTLOG" 2>&1 || true; apt_updated=1
+    pkg=$(kpkg || true); [ -n "$pkg" ] || die "cannot find the kernel package linux-image-amd64 depends on"
+    (cd "$WORK" && apt-get download "$pkg" >>"$APTLOG" 2>&1) || die "cannot download $pkg (see $APTLOG)"
+  fi
   rm -f "$KDIR"/linux-image-*.deb
   mv "$WORK/${pkg}"_*.deb "$KDIR/"
   deb=$(ls "$KDIR/${pkg}"_*.deb | head -1)
@@ -130,7 +137,8 @@ for m in "${ORDER[@]}"; do
   cp "$MODROOT/${modpath[$m]}" "$R/lib/modules/$m.ko"; echo "$m" >> "$R/etc/modules"; done
 echo "$kver" > "$R/etc/kernel-release"
 chmod 1777 "$R/tmp"
-(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 -n > "$WORK/initrd.gz"
+find "$R" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n > "$WORK/initrd.gz"
 cp "$X"/boot/vmlinuz-* "$WORK/vmlinuz"
 
 # --- disk: MBR (syslinux mbr.bin) + p1 FAT16 with SYSLINUX + p2 known data ------------------------
@@ -162,7 +170,7 @@ EOF
 }
 P1=$WORK/p1.img
 truncate -s $((P1_SIZE * 512)) "$P1"
-mkfs.fat -F 16 -h $P1_START -n CHRTEST -i 43485254 "$P1" >/dev/null
+mkfs.fat -F 16 -h $P1_START -n CHRTEST --invariant "$P1" >/dev/null
 export MTOOLS_SKIP_CHECK=1
 syslinux_cfg "" > "$WORK/syslinux.cfg"
 mcopy -i "$P1" "$WORK/vmlinuz" "$WORK/initrd.gz" "$WORK/syslinux.cfg" ::/
@@ -207,6 +215,7 @@ p2=start:$P2_START size:$P2_SIZE type:da data
 p2_sha256=$(cat "$N/data.sha256")
 p2_md5=$(cat "$N/data.md5")
 modules=${ORDER[*]}
+guest_img_sha256=$(sha256sum "$N/guest.img" | cut -d' ' -f1)
 EOF
 echo "$stamp" > "$N/stamp"
 
