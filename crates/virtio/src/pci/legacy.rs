@@ -96,12 +96,17 @@ impl Transport {
         let value = le(data);
         match (offset, data.len()) {
             (GUEST_FEATURES, 4) => self.set_driver_features(0, value),
-            (QUEUE_PFN, 4) => {
+            (QUEUE_PFN, 4) if self.selected().is_some() => {
+                if self.active {
+                    // The driver lays its queues out again (Linux 3.x does when its first
+                    // choice of interrupt vectors fails): restart on the new layout.
+                    self.stop_device();
+                }
                 if let Some(q) = self.selected_mut() {
                     q.set_legacy_pfn(value);
-                    if value != 0 {
-                        self.legacy_queue_set();
-                    }
+                }
+                if value != 0 {
+                    self.legacy_queue_set();
                 }
             }
             (QUEUE_SEL, 2) => self.queue_select = value as u16,

@@ -216,12 +216,17 @@ impl Transport {
         }
     }
 
-    /// A device reset: the worker stops, the queues and features are forgotten.
-    pub(crate) fn reset(&mut self) {
+    /// Stops the device's worker; the driver's set-up stays.
+    pub(crate) fn stop_device(&mut self) {
         if self.active {
             self.device.reset();
             self.active = false;
         }
+    }
+
+    /// A device reset: the worker stops, the queues and features are forgotten.
+    pub(crate) fn reset(&mut self) {
+        self.stop_device();
         for q in &mut self.queues {
             *q = QueueConfig::new(q.max_size);
         }

@@ -408,3 +408,21 @@ fn hostile_register_traffic_does_not_panic() {
     bar_write(d, 0, legacy::STATUS, 1, 0);
     assert_eq!(bar_read(d, 0, legacy::STATUS, 1), 0);
 }
+
+#[test]
+fn legacy_queue_laid_out_again_restarts_the_device() {
+    let mut f = fixture();
+    let d = &mut f.dev;
+    bar_write(d, 0, legacy::STATUS, 1, 3);
+    let _old = legacy_ring(d, 0x40);
+    // Linux 3.x gives up on its first interrupt plan: queues off, then set up again elsewhere.
+    bar_write(d, 0, legacy::QUEUE_PFN, 4, 0);
+    let mut ring = legacy_ring(d, 0x80);
+    header(&f.mem, 0x10000, 0, 1);
+    ring.add(&f.mem, &[(0x10000, 16, false), (0x20000, 512, true), (0x30000, 1, true)]);
+    bar_write(d, 0, legacy::QUEUE_NOTIFY, 2, 0);
+    wait_used(&ring, &f.mem, 1);
+    let mut got = vec![0u8; 512];
+    f.mem.read_slice(&mut got, GuestAddress(0x20000)).unwrap();
+    assert_eq!(got, f.disk.bytes(512, 512));
+}
