@@ -13,7 +13,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 # interpreter), so build it first.
 cargo build --release -p chr-vmm
 status=0
-cargo test --release --workspace 2>&1 | tee /tmp/chr-vmm-test.log || status=$?
+cargo test --release --workspace --no-fail-fast 2>&1 | tee /tmp/chr-vmm-test.log || status=$?
 passed=$(grep -Eo '^test result: .*' /tmp/chr-vmm-test.log | awk '{p+=$4; f+=$6} END {print p+0}')
 failed=$(grep -Eo '^test result: .*' /tmp/chr-vmm-test.log | awk '{p+=$4; f+=$6} END {print f+0}')
 skipped=$(wc -l < "$CHR_VMM_SKIP_LOG")
