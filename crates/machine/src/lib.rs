@@ -4,6 +4,7 @@
 //! The machine never runs guest code itself: an accelerator implementing [`vcpu::Vcpu`] does,
 //! and hands every I/O exit back through [`vcpu::IoHandler`].
 
+pub mod acpi;
 pub mod bus;
 pub mod cmos;
 pub mod debugcon;
