@@ -20,12 +20,16 @@ use super::pm::SLP_TYP_S5;
 pub const PCI_HOLE_END: u32 = 0xfebf_ffff;
 
 /// GSIs of PIRQA-D as SeaBIOS programs the PIIX3 (0x60-0x63 = 10, 10, 11, 11).
-pub(crate) const PIRQ_GSI: [u32; 4] = [10, 10, 11, 11];
+const PIRQ_GSI: [u32; 4] = [10, 10, 11, 11];
 
-/// The GSI that interrupt pin `pin` (0 = INTA) of PCI slot `slot` reaches through the PIIX3's
-/// rotating PIRQ links.
-pub(crate) fn pci_gsi(slot: u32, pin: u32) -> u32 {
-    PIRQ_GSI[((slot + pin) & 3) as usize]
+/// The GSI that interrupt pin `pin` (0 = INTA) of a device in PCI slot `slot` on bus 0 reaches.
+///
+/// The PIIX3 links rotate with the slot: INTA of slot 1 is PIRQA, of slot 2 PIRQB, and so on
+/// (SeaBIOS's `piix_pci_slot_get_irq` uses `(pin - 1 + slot - 1) & 3` with a 1-based pin, and
+/// writes the result to each device's Interrupt Line; QEMU's PIIX3 wires the same way). The
+/// `_PRT`, SeaBIOS's PIR/MP tables and the device model agree only if all use this function.
+pub fn pci_intx_gsi(slot: u32, pin: u32) -> u32 {
+    PIRQ_GSI[((slot & 31) + (pin & 3) + 3) as usize & 3]
 }
 
 /// What the PCI root bridge decodes.
@@ -112,10 +116,10 @@ fn pci_root(windows: &PciWindows) -> Raw {
     ))
 }
 
-/// `_PRT`: every slot's INTA-D straight to its GSI (no link devices; the PIRQ routing is fixed).
+/// `_PRT`: every slot's INTA-D straight to its GSI (no link devices: SeaBIOS fixes the PIRQ routing).
 fn routing_table() -> Raw {
     let entries: Vec<[u32; 4]> = (0..32u32)
-        .flat_map(|slot| (0..4u32).map(move |pin| [(slot << 16) | 0xffff, pin, 0, pci_gsi(slot, pin)]))
+        .flat_map(|slot| (0..4u32).map(move |pin| [(slot << 16) | 0xffff, pin, 0, pci_intx_gsi(slot, pin)]))
         .collect();
     let packages: Vec<Raw> =
         entries.iter().map(|e| encode(&Package::new(e.iter().map(|v| v as &dyn Aml).collect()))).collect();
@@ -156,12 +160,19 @@ mod tests {
 
     #[test]
     fn gsi_rotation_matches_seabios_pirq_links() {
-        assert_eq!(pci_gsi(0, 0), 10);
-        assert_eq!(pci_gsi(1, 0), 10);
-        assert_eq!(pci_gsi(2, 0), 11);
-        assert_eq!(pci_gsi(3, 0), 11);
-        assert_eq!(pci_gsi(3, 1), 10);
-        assert_eq!(pci_gsi(31, 3), 11);
+        // SeaBIOS: pci_irqs[(pin1 - 1 + slot - 1) & 3] with pci_irqs = {10, 10, 11, 11}.
+        for slot in 0..32u32 {
+            for pin in 0..4u32 {
+                let pin1 = pin + 1;
+                let seabios = [10, 10, 11, 11][((pin1 - 1 + slot + 4 - 1) & 3) as usize];
+                assert_eq!(pci_intx_gsi(slot, pin), seabios, "slot {slot} pin {pin}");
+            }
+        }
+        assert_eq!(pci_intx_gsi(1, 0), 10, "PIIX3 INTA: PIRQA");
+        assert_eq!(pci_intx_gsi(3, 0), 11, "the boot disk's slot");
+        assert_eq!(pci_intx_gsi(4, 0), 11);
+        assert_eq!(pci_intx_gsi(5, 0), 10);
+        assert_eq!(pci_intx_gsi(4, 2), 10);
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod tests;
 
 use std::ops::Range;
 
-pub use dsdt::PCI_HOLE_END;
+pub use dsdt::{pci_intx_gsi, PCI_HOLE_END};
 pub use pm::{
     AcpiPm, GPE0_BLK, PM1A_CNT_BLK, PM1A_EVT_BLK, PM_BASE, PM_LEN, PM_TIMER_HZ, PM_TMR_BLK, PWRBTN_EN,
     PWRBTN_STS, SCI_IRQ, SLP_EN, SLP_TYP_S5,

@@ -352,7 +352,8 @@ fn dsdt_routes_every_slot_and_pin_like_the_piix3_links() {
         assert_eq!(address & 0xffff, 0xffff, "any function");
         assert_eq!(source, 0, "a GSI, not a link device");
         let slot = address >> 16;
-        assert_eq!(gsi, [10, 10, 11, 11][((slot + pin) & 3) as usize], "slot {slot} pin {pin}");
+        // SeaBIOS's PIIX routing: PIRQ (pin - 1 + slot - 1) & 3 with a 1-based pin.
+        assert_eq!(gsi, [10, 10, 11, 11][((pin + slot + 3) & 3) as usize], "slot {slot} pin {pin}");
         routes.insert((slot, pin));
     }
     assert_eq!(routes.len(), 128);
