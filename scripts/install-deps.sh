@@ -8,6 +8,7 @@ PKGS=(
   qemu-system-x86         # QEMU: the nested-KVM harness and the benchmark baseline
   syslinux syslinux-common mtools fdisk dosfstools busybox-static cpio  # the test guest
   nasm                    # the MBR test program
+  acpica-tools            # iasl: checks our DSDT
   bc                      # the nested-KVM harness
   pkg-config libslirp-dev libglib2.0-dev  # user-mode networking
 )

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use disk::BlockDevice;
+use machine::acpi::{self, AcpiConfig, AcpiPm, PM_BASE, PM_LEN, SCI_IRQ};
 use machine::bus::{Offset, SharedDevice};
 use machine::cmos::{Cmos, CMOS_PORT};
 use machine::debugcon::{DebugCon, DEBUGCON_PORT};
@@ -59,7 +60,7 @@ const DISK_SLOT: usize = 3;
 /// The ISA IRQ that SeaBIOS routes INTA of `slot` to (PIRQA-D = 10, 10, 11, 11), the same
 /// mapping the ACPI _PRT describes.
 fn intx_gsi(slot: usize) -> u32 {
-    [10, 10, 11, 11][slot & 3]
+    acpi::pci_intx_gsi(slot as u32, 0)
 }
 
 /// One boot's machine.
@@ -72,6 +73,8 @@ pub struct Machine {
     pub vcpus: Vec<Box<dyn Vcpu>>,
     /// COM1, for the console's input.
     pub serial: Arc<Mutex<SerialPort>>,
+    /// The ACPI power-management registers, for the power button.
+    pub acpi_pm: Arc<Mutex<AcpiPm>>,
     /// Guest memory; kept alive as long as the accelerator maps it.
     pub _memory: GuestMemory,
     #[cfg(target_arch = "x86_64")]
@@ -123,6 +126,8 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     add_pio(&buses, I8042_PORT, 1, i8042.clone())?;
     add_pio(&buses, I8042_PORT + 4, 1, shared(Offset::new(i8042, 4)))?;
     add_pio(&buses, PORT92, 1, shared(Port92::new(power.clone())))?;
+    let acpi_pm = shared(AcpiPm::new(IrqLine::new(irq.clone(), SCI_IRQ), power.clone()));
+    add_pio(&buses, u64::from(PM_BASE), PM_LEN, acpi_pm.clone())?;
 
     // PCI: the i440FX host bridge and the PIIX3 ISA bridge at the slots SeaBIOS expects.
     let mut pci = PciRoot::new(buses.pio.clone(), buses.mmio.clone(), power.clone());
@@ -159,6 +164,9 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     fw.add_file("etc/e820", e820)?;
     // Mirror the BIOS and boot loader text screen onto COM1.
     fw.add_file("etc/sercon-port", (COM1_PORT as u16).to_le_bytes().to_vec())?;
+    let acpi =
+        AcpiConfig { cpus: u32::from(cfg.cpus), pci_hole_start: layout.low_end as u32, pci_window64: None };
+    acpi::install(&mut fw, &acpi).map_err(|e| VmError::Build(format!("ACPI tables: {e}")))?;
     add_pio(&buses, FW_CFG_PORT, FW_CFG_PORT_LEN, shared(fw))?;
 
     // vCPUs.
@@ -180,6 +188,7 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
         power,
         vcpus,
         serial,
+        acpi_pm,
         _memory: memory,
         #[cfg(target_arch = "x86_64")]
         _kvm: kvm_vm,

@@ -173,9 +173,15 @@ fn boot_once(
             }
             Event::Signal(sig) if sig == libc::SIGTERM && terms == 0 => {
                 terms += 1;
-                log::info!("SIGTERM: no ACPI power button in this build yet; stopping the VM");
-                quit = Some(0);
-                power.kick_all();
+                let mut pm = machine.acpi_pm.lock().unwrap_or_else(|e| e.into_inner());
+                if pm.power_button_enabled() {
+                    log::info!("SIGTERM: pressing the ACPI power button; a second SIGTERM stops at once");
+                    pm.press_power_button();
+                } else {
+                    log::info!("SIGTERM: the guest has not enabled its ACPI power button; stopping the VM");
+                    quit = Some(0);
+                    power.kick_all();
+                }
             }
             Event::Signal(sig) => {
                 log::info!("signal {sig}: stopping the VM now");

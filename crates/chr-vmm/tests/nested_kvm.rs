@@ -1,6 +1,6 @@
 //! The KVM path end to end on a real (nested) KVM: the test guest boots over virtio-blk to its
-//! login prompt with 1 and 2 vCPUs, exits 0 when the guest powers off, and powers the guest off
-//! on SIGTERM. Runs inside ../shared/tools/nested-kvm/run-nested.sh (QEMU TCG with an emulated
+//! login prompt with 1 and 2 vCPUs, comes back after a guest reboot, exits 0 when the guest
+//! powers off, and powers the guest off on SIGTERM. Runs inside ../shared/tools/nested-kvm/run-nested.sh (QEMU TCG with an emulated
 //! AMD CPU whose nested SVM gives a hardware-style /dev/kvm).
 
 mod common;
@@ -28,7 +28,10 @@ finish() { # name
   echo "--- $1 serial"; tail -c 3000 /tmp/serial; echo "--- $1 log"; tail -c 2000 /tmp/vmm.log; echo "--- end"
 }
 boot one 1
-echo 'poweroff -f' >&3
+echo 'reboot -f' >&3
+i=0; while [ $i -lt 900 ] && [ "$(grep -c 'chr-test-guest: ready' /tmp/serial)" -lt 2 ]; do sleep 0.1; i=$((i+1)); done
+[ "$(grep -c 'chr-test-guest: ready' /tmp/serial)" -ge 2 ] && echo "SCENARIO one rebooted" || echo "SCENARIO one no-reboot"
+sleep 1; echo 'poweroff -f' >&3
 finish one
 boot two 2
 sleep 1; echo 'grep -c ^processor /proc/cpuinfo' >&3; sleep 2
@@ -69,6 +72,7 @@ fn test_guest_boots_on_nested_kvm() {
     }
     for expected in [
         "SCENARIO one login-ok",
+        "SCENARIO one rebooted",
         "SCENARIO one rc=0",
         "SCENARIO two login-ok",
         "SCENARIO two cpus=2",
