@@ -23,6 +23,8 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Say which accelerator `--accel auto` would use here, and why (exit 0 if it can run).
+    Accel,
 }
 
 /// Benchmarks.

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => runner::run(args),
         Command::Bench(BenchCommand::Boot(args)) => bench::boot(args),
+        Command::Accel => runner::report_accel(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

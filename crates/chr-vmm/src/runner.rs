@@ -14,6 +14,23 @@ use crate::events::Event;
 use crate::machine_builder::{self, AccelKind, MachineConfig};
 use crate::{firmware, signals, VmError};
 
+/// Whether this build can run guests on the interpreter.
+pub const INTERPRETER_AVAILABLE: bool = false;
+
+/// `chr-vmm accel`: prints what `--accel auto` picks; fails when that cannot run here.
+pub fn report_accel() -> Result<u8, VmError> {
+    let kind = choose_accel(Accel::Auto)?;
+    match kind {
+        AccelKind::Kvm => println!("kvm"),
+        AccelKind::Interp if INTERPRETER_AVAILABLE => println!("interp"),
+        AccelKind::Interp => {
+            println!("none");
+            return Err(VmError::NoInterpreter);
+        }
+    }
+    Ok(0)
+}
+
 /// Picks the accelerator for `requested`, logging the choice and why.
 fn choose_accel(requested: Accel) -> Result<AccelKind, VmError> {
     #[cfg(target_arch = "x86_64")]
