@@ -21,6 +21,7 @@ use machine::power::PowerControl;
 use machine::serial::{SerialPort, COM1_IRQ, COM1_PORT};
 use machine::vcpu::Vcpu;
 use virtio::pci::VirtioPci;
+use vm_memory::{Bytes, GuestAddress};
 
 use crate::console::ConsoleOut;
 use crate::VmError;
@@ -167,6 +168,13 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     let acpi =
         AcpiConfig { cpus: u32::from(cfg.cpus), pci_hole_start: layout.low_end as u32, pci_window64: None };
     acpi::install(&mut fw, &acpi).map_err(|e| VmError::Build(format!("ACPI tables: {e}")))?;
+    if kernel_entry.is_some() {
+        // No firmware will run: clear the BIOS shadow and place the tables ourselves.
+        memory
+            .write_slice(&[0u8; 0x2_0000], GuestAddress(acpi::LINK_BASE))
+            .map_err(|e| VmError::Build(format!("cannot clear the F segment: {e}")))?;
+        acpi::link_into_memory(&fw, &memory).map_err(|e| VmError::Build(e.to_string()))?;
+    }
     add_pio(&buses, FW_CFG_PORT, FW_CFG_PORT_LEN, shared(fw))?;
 
     // vCPUs.

@@ -1,6 +1,7 @@
 //! The KVM path end to end on a real (nested) KVM: the test guest boots over virtio-blk to its
 //! login prompt with 1 and 2 vCPUs, comes back after a guest reboot, exits 0 when the guest
-//! powers off, and powers the guest off on SIGTERM. Runs inside ../shared/tools/nested-kvm/run-nested.sh (QEMU TCG with an emulated
+//! powers off, and powers the guest off on SIGTERM; a direct kernel boot (`--kernel`) with two
+//! vCPUs finds its disk and powers off through ACPI. Runs inside ../shared/tools/nested-kvm/run-nested.sh (QEMU TCG with an emulated
 //! AMD CPU whose nested SVM gives a hardware-style /dev/kvm).
 
 mod common;
@@ -38,6 +39,13 @@ sleep 1; echo 'grep -c ^processor /proc/cpuinfo' >&3; sleep 2
 grep -q '^2' /tmp/serial && echo "SCENARIO two cpus=2" || echo "SCENARIO two cpus=?"
 kill -TERM $PID
 finish two
+rm -f /tmp/in /tmp/serial; mkfifo /tmp/in
+$VMM run --accel kvm --cpus 2 --firmware /payload/bios-256k.bin --kernel /payload/vmlinuz --initrd /payload/initrd.gz \
+  --cmdline "console=ttyS0 quiet chr_test=poweroff" $DISK < /tmp/in > /tmp/serial 2>/tmp/vmm.log &
+PID=$!; exec 3>/tmp/in
+wait_for /tmp/serial "chr-test-guest: ready" 90 && echo "SCENARIO kernel ready" || echo "SCENARIO kernel not-ready"
+finish kernel
+grep -q "virtio-blk ok" /tmp/serial && echo "SCENARIO kernel blk-ok"
 "#;
 
 #[test]
@@ -55,7 +63,9 @@ fn test_guest_boots_on_nested_kvm() {
     std::fs::create_dir_all(&payload).unwrap();
     std::fs::copy(chr_vmm(), payload.join("chr-vmm")).unwrap();
     std::fs::copy("/usr/share/seabios/bios-256k.bin", payload.join("bios-256k.bin")).unwrap();
-    std::fs::copy(guest.join("guest.img"), payload.join("guest.img")).unwrap();
+    for file in ["guest.img", "vmlinuz", "initrd.gz"] {
+        std::fs::copy(guest.join(file), payload.join(file)).unwrap();
+    }
     std::fs::write(payload.join("run"), SCENARIOS).unwrap();
     let out = Command::new("bash")
         .arg(&harness)
@@ -77,6 +87,9 @@ fn test_guest_boots_on_nested_kvm() {
         "SCENARIO two login-ok",
         "SCENARIO two cpus=2",
         "SCENARIO two rc=0",
+        "SCENARIO kernel ready",
+        "SCENARIO kernel rc=0",
+        "SCENARIO kernel blk-ok",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in the nested run:\n{text}");
     }

@@ -6,6 +6,7 @@
 //! finds the RSDP by scanning 0xE0000-0xFFFFF as on any PC.
 
 mod dsdt;
+mod link;
 mod loader;
 mod pm;
 mod tables;
@@ -16,6 +17,7 @@ mod tests;
 use std::ops::Range;
 
 pub use dsdt::{pci_intx_gsi, PCI_HOLE_END};
+pub use link::{link_into_memory, LINK_BASE};
 pub use pm::{
     AcpiPm, GPE0_BLK, PM1A_CNT_BLK, PM1A_EVT_BLK, PM_BASE, PM_LEN, PM_TIMER_HZ, PM_TMR_BLK, PWRBTN_EN,
     PWRBTN_STS, SCI_IRQ, SLP_EN, SLP_TYP_S5,
@@ -63,6 +65,9 @@ pub enum AcpiError {
         /// One past the last byte.
         end: u64,
     },
+    /// Linking the tables in the VMM (direct kernel boot) failed.
+    #[error("cannot place the ACPI tables for a direct kernel boot: {0}")]
+    Link(&'static str),
     /// fw_cfg refused a file (most likely the tables were installed twice).
     #[error("cannot serve the ACPI tables through fw_cfg: {0}")]
     FwCfg(#[from] FwCfgError),
