@@ -44,7 +44,8 @@ fn read_until(mut r: impl Read, needle: &str, timeout: Duration) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
 }
 
 #[test]
