@@ -1,0 +1,1 @@
+//! The slirp backend with real sockets and hand-built guest frames (no guest needed).
