@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,68 +118,45 @@ impl Console {
             SerialSpec::Telnet(addr) => {
                 let listener = TcpListener::bind(addr)
                     .map_err(|source| ConsoleError::Listen { what: format!("telnet {addr}"), source })?;
-                let sink = Arc::new(Mutex::new(ClientSink::default()));
-                spawn_server(
-                    "telnet",
-                    move || listener.accept().map(|(s, _)| s),
-                    |s| {
-                        Ok((
-                            Box::new(s.try_clone()?) as Box<dyn Write + Send>,
-                            Box::new(s) as Box<dyn Read + Send>,
-                        ))
-                    },
-                    sink.clone(),
-                    input.clone(),
-                    true,
-                );
+                let accept = move || -> std::io::Result<Split> {
+                    let (s, _) = listener.accept()?;
+                    Ok((Box::new(s.try_clone()?), Box::new(s)))
+                };
                 log::info!("serial console: telnet server on {addr}");
-                (ConsoleOut(sink), None)
+                (spawn_server("telnet", accept, input.clone(), true), None)
             }
             SerialSpec::Unix(path) => {
                 let _ = std::fs::remove_file(path);
                 let listener = UnixListener::bind(path)
                     .map_err(|source| ConsoleError::Listen { what: path.display().to_string(), source })?;
-                let sink = Arc::new(Mutex::new(ClientSink::default()));
-                spawn_server(
-                    "unix-console",
-                    move || listener.accept().map(|(s, _)| s),
-                    |s| {
-                        Ok((
-                            Box::new(s.try_clone()?) as Box<dyn Write + Send>,
-                            Box::new(s) as Box<dyn Read + Send>,
-                        ))
-                    },
-                    sink.clone(),
-                    input.clone(),
-                    false,
-                );
-                log::info!("serial console: Unix socket {}", path_display(path));
-                (ConsoleOut(sink), None)
+                let accept = move || -> std::io::Result<Split> {
+                    let (s, _) = listener.accept()?;
+                    Ok((Box::new(s.try_clone()?), Box::new(s)))
+                };
+                log::info!("serial console: Unix socket {}", path.display());
+                (spawn_server("unix-console", accept, input.clone(), false), None)
             }
         };
         Ok(Self { out, input, _terminal: terminal })
     }
 }
 
-fn path_display(p: &Path) -> String {
-    p.display().to_string()
-}
-
 type Split = (Box<dyn Write + Send>, Box<dyn Read + Send>);
 
 /// Accepts clients one at a time; each gets the backlog, then live output, and its input goes
-/// to the guest.
-fn spawn_server<S: Send + 'static>(
+/// to the guest. Returns the output side.
+fn spawn_server(
     name: &str,
-    accept: impl Fn() -> std::io::Result<S> + Send + 'static,
-    split: impl Fn(S) -> std::io::Result<Split> + Send + 'static,
-    sink: Arc<Mutex<ClientSink>>,
+    accept: impl Fn() -> std::io::Result<Split> + Send + 'static,
     target: InputTarget,
     telnet: bool,
-) {
+) -> ConsoleOut {
+    let sink = Arc::new(Mutex::new(ClientSink::default()));
+    let out = ConsoleOut(sink.clone());
     let spawned = std::thread::Builder::new().name(name.into()).spawn(move || loop {
-        let Ok(stream) = accept() else { continue };
-        let Ok((mut w, mut r)) = split(stream) else {
+        let Ok((mut w, mut r)) = accept() else {
+            // E.g. out of descriptors: retry later rather than spin.
+            std::thread::sleep(Duration::from_millis(100));
             continue;
         };
         if telnet {
@@ -213,6 +189,7 @@ fn spawn_server<S: Send + 'static>(
     if let Err(e) = spawned {
         log::error!("cannot start the serial console server thread: {e}");
     }
+    out
 }
 
 /// Strips telnet commands (IAC sequences) from client input.
