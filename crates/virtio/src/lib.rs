@@ -12,6 +12,7 @@
 
 pub mod block;
 mod interrupt;
+pub mod net;
 pub mod pci;
 mod worker;
 
