@@ -62,6 +62,17 @@ pub struct PacketDrops {
     pub bad_offload: u64,
 }
 
+/// One datagram as the socket returned it.
+struct RawFrame {
+    len: usize,
+    /// The VLAN TCI and TPID the kernel stripped, to put back.
+    vlan: Option<(u16, u16)>,
+    /// The socket itself (or the host) sent it.
+    outgoing: bool,
+    /// It was longer than the buffer.
+    truncated: bool,
+}
+
 /// An AF_PACKET backend.
 pub struct PacketBackend {
     fd: OwnedFd,
@@ -177,8 +188,8 @@ impl PacketBackend {
         }
     }
 
-    /// Receives one raw datagram: (length, VLAN TCI and TPID to restore, outgoing, truncated).
-    fn recv_raw(&mut self) -> io::Result<Option<(usize, Option<(u16, u16)>, bool, bool)>> {
+    /// Receives one raw datagram into `self.buf`.
+    fn recv_raw(&mut self) -> io::Result<Option<RawFrame>> {
         let mut iov = libc::iovec { iov_base: self.buf.as_mut_ptr().cast(), iov_len: self.buf.len() };
         // u64 elements keep the control buffer aligned for cmsghdr.
         let mut control = [0u64; 16];
@@ -227,7 +238,7 @@ impl PacketBackend {
             }
         }
         let truncated = msg.msg_flags & libc::MSG_TRUNC != 0 || n >= self.buf.len();
-        Ok(Some((n, vlan, from.sll_pkttype == PACKET_OUTGOING, truncated)))
+        Ok(Some(RawFrame { len: n, vlan, outgoing: from.sll_pkttype == PACKET_OUTGOING, truncated }))
     }
 }
 
@@ -255,7 +266,7 @@ impl Backend for PacketBackend {
 
     fn recv(&mut self, out: &mut [u8]) -> io::Result<Option<usize>> {
         loop {
-            let Some((n, vlan, outgoing, truncated)) = self.recv_raw()? else {
+            let Some(RawFrame { len: n, vlan, outgoing, truncated }) = self.recv_raw()? else {
                 return Ok(None);
             };
             if outgoing && !self.ignore_outgoing {
