@@ -1,0 +1,119 @@
+//! Unit tests: machine-code snippets run against a recording I/O handler, and SeaBIOS.
+
+use super::*;
+use machine::memory::MemoryLayout;
+use std::sync::Mutex;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Records port writes; port 0x402 is SeaBIOS's debug console (reads return 0xE9).
+#[derive(Default)]
+pub(crate) struct Recorder {
+    pub out: Mutex<Vec<(u16, u32)>>,
+    pub debug: Mutex<Vec<u8>>,
+}
+
+impl IoHandler for Recorder {
+    fn pio_read(&self, port: u16, data: &mut [u8]) {
+        data.fill(0xff);
+        if port == 0x402 {
+            data[0] = 0xe9;
+        }
+    }
+    fn pio_write(&self, port: u16, data: &[u8]) {
+        let mut b = [0u8; 4];
+        b[..data.len()].copy_from_slice(data);
+        if port == 0x402 {
+            self.debug.lock().unwrap().push(data[0]);
+        } else if port != 0x80 {
+            self.out.lock().unwrap().push((port, u32::from_le_bytes(b)));
+        }
+    }
+    fn mmio_read(&self, _addr: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    fn mmio_write(&self, _addr: u64, _data: &[u8]) {}
+}
+
+/// Assembles `src` with nasm; None (and a message) when nasm is missing.
+pub(crate) fn nasm(src: &str) -> Option<Vec<u8>> {
+    let dir = std::env::temp_dir().join(format!(
+        "x86-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).ok()?;
+    let asm = dir.join("t.asm");
+    let bin = dir.join("t.bin");
+    std::fs::write(&asm, src).ok()?;
+    let st = std::process::Command::new("nasm").arg("-f").arg("bin").arg("-o").arg(&bin).arg(&asm).status();
+    match st {
+        Ok(s) if s.success() => std::fs::read(&bin).ok(),
+        Ok(_) => panic!("nasm failed on:\n{src}"),
+        Err(_) => {
+            eprintln!("skipped: nasm is not installed");
+            None
+        }
+    }
+}
+
+/// A CPU with 2 MiB of RAM, `code` at 0x1000 and CS:IP = 0:0x1000 in real mode.
+pub(crate) fn real_mode_vcpu(code: &[u8]) -> InterpVcpu {
+    let mem: GuestMemory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+    mem.write_slice(code, GuestAddress(0x1000)).unwrap();
+    let mut v = InterpVcpu::new(&mem, u64::MAX, 0, None);
+    let c = v.cpu();
+    c.segs[cpu::CS] = Segment::real(0, 0x9b);
+    c.rip = 0x1000;
+    c.regs[4] = 0x8000;
+    v
+}
+
+#[test]
+fn real_mode_arithmetic_and_port_output() {
+    // mov ax, 0x1234; mov bx, 0x1111; add ax, bx; out 0x10, ax; mov cx, 5; l: dec cx; jnz l;
+    // mov al, cl; out 0x11, al; hlt
+    let code = [
+        0xb8, 0x34, 0x12, 0xbb, 0x11, 0x11, 0x01, 0xd8, 0xe7, 0x10, 0xb9, 0x05, 0x00, 0x49, 0x75, 0xfd, 0x88,
+        0xc8, 0xe6, 0x11, 0xf4,
+    ];
+    let mut v = real_mode_vcpu(&code);
+    let io = Recorder::default();
+    v.run_for(&io, 1000).unwrap();
+    assert_eq!(*io.out.lock().unwrap(), vec![(0x10, 0x2345), (0x11, 0)]);
+    assert!(v.cpu().halted);
+}
+
+#[test]
+fn seabios_prints_its_banner() {
+    let path = "/usr/share/seabios/bios-256k.bin";
+    let Ok(bios) = std::fs::read(path) else {
+        eprintln!("skipped: {path} is missing (install Debian's seabios package)");
+        return;
+    };
+    let layout = MemoryLayout::new(64 << 20, bios.len() as u64).unwrap();
+    let mem = layout.build(&bios).unwrap();
+    let mut v = InterpVcpu::new(&mem, layout.bios_base(), 0, None);
+    let io = Recorder::default();
+    let mut found = false;
+    for _ in 0..200 {
+        v.run_for(&io, 100_000).unwrap();
+        let log = String::from_utf8_lossy(&io.debug.lock().unwrap()).to_string();
+        if log.contains("SeaBIOS (version") {
+            found = true;
+            break;
+        }
+        if v.cpu().halted && !v.cpu().flag(flags::IF) {
+            break;
+        }
+    }
+    let log = String::from_utf8_lossy(&io.debug.lock().unwrap()).to_string();
+    let n = v.instructions;
+    let c = v.cpu();
+    assert!(
+        found,
+        "no banner after {n} instructions at {:04x}:{:x}; log:\n{log}",
+        c.segs[cpu::CS].selector,
+        c.rip
+    );
+    eprintln!("{log}");
+}
