@@ -250,9 +250,8 @@ fn serve(
 fn serve_session(mut stream: TcpStream, display: &Display, keys: &KeySink) -> std::io::Result<()> {
     let (w, h) = {
         // The first picture may not be rendered yet.
-        let st = display.state();
-        if st.frame.width == 0 {
-            drop(st);
+        let unrendered = display.state().frame.width == 0;
+        if unrendered {
             display.render_now();
         }
         let st = display.state();
