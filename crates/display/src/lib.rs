@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use machine::bus::{BusDevice, SharedDevice};
+use machine::i8042::I8042;
 use machine::pci::{reg, BarKind, PciConfig, PciDevice, PciId};
 
 pub mod keymap;
@@ -106,6 +107,45 @@ impl StdVga {
     /// The picture, for [`start_vnc`] or a screenshot.
     pub fn display(&self) -> Display {
         self.display.clone()
+    }
+
+    /// Powers the adapter off and on (machine reset): registers and VRAM back to their
+    /// power-on state. The views handed out before stay valid, so a VNC server started once
+    /// keeps showing the adapter across guest resets.
+    pub fn reset(&self) {
+        let mut core = lock(&self.core);
+        let generation = core.generation;
+        *core = VgaCore::new();
+        core.generation = generation.wrapping_add(1);
+    }
+}
+
+/// A [`KeySink`] that follows the machine's keyboard controller across resets: start the VNC
+/// server once with [`KeyboardLink::sink`] and [`attach`](KeyboardLink::attach) each new
+/// machine's i8042. Keys pressed while none is attached are dropped.
+#[derive(Clone, Default)]
+pub struct KeyboardLink(Arc<Mutex<Option<Arc<Mutex<I8042>>>>>);
+
+impl KeyboardLink {
+    /// A link with no keyboard yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Routes keys to `i8042` from now on.
+    pub fn attach(&self, i8042: Arc<Mutex<I8042>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(i8042);
+    }
+
+    /// The sink to give [`start_vnc`].
+    pub fn sink(&self) -> KeySink {
+        let link = self.0.clone();
+        Arc::new(move |codes: &[u8]| {
+            let target = link.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(kbd) = target {
+                kbd.lock().unwrap_or_else(|e| e.into_inner()).queue_scancodes(codes);
+            }
+        })
     }
 }
 
@@ -277,5 +317,23 @@ mod tests {
         let mut id = [0u8; 2];
         d.read_bar(2, 0x500, &mut id);
         assert_eq!(u16::from_le_bytes(id), 0xb0c5);
+    }
+
+    #[test]
+    fn reset_keeps_the_views() {
+        let vga = StdVga::new();
+        let window = vga.vga_window();
+        let ports = vga.vga_ports();
+        ports.lock().unwrap().write(0x3ce - VGA_PORT_BASE, &[6, 0x05]);
+        ports.lock().unwrap().write(0x3c4 - VGA_PORT_BASE, &[4, 0x0e]);
+        ports.lock().unwrap().write(0x3c4 - VGA_PORT_BASE, &[2, 0x0f]);
+        window.lock().unwrap().write(3, &[9]);
+        assert_eq!(lock(&vga.core).vram[3], 9);
+        vga.reset();
+        assert_eq!(lock(&vga.core).vram[3], 0);
+        assert_eq!(lock(&vga.core).seq[4], 0);
+        let mut b = [0u8];
+        ports.lock().unwrap().read(0x3cc - VGA_PORT_BASE, &mut b);
+        assert_eq!(b[0], 0x01, "the old views reach the reset core");
     }
 }
