@@ -69,6 +69,30 @@ impl InterpVcpu {
         &mut self.cpu
     }
 
+    /// Starts in 64-bit mode at a direct-boot kernel's entry (`--kernel`): long mode with the
+    /// loader's identity-mapped page tables and boot GDT, RSI at the zero page.
+    pub fn set_long_mode_entry(&mut self, e: &machine::linux_boot::LongModeEntry) {
+        let c = &mut *self.cpu;
+        c.gdtr = TableReg { base: e.gdt_base, limit: e.gdt_limit as u32 };
+        c.cr3 = e.cr3;
+        c.cr4 = cpu::CR4_PAE;
+        c.efer = cpu::EFER_LME | cpu::EFER_LMA;
+        c.cr0 = cpu::CR0_PE | cpu::CR0_PG | 0x10 | 0x20 | 0x2;
+        let code =
+            Segment { selector: machine::linux_boot::BOOT_CS, base: 0, limit: 0xffff_ffff, attr: 0xa09b };
+        let data =
+            Segment { selector: machine::linux_boot::BOOT_DS, base: 0, limit: 0xffff_ffff, attr: 0xc093 };
+        c.segs = [data, code, data, data, data, data];
+        c.tr = Segment { selector: 0, base: 0, limit: 0xffff, attr: 0x8b };
+        c.cpl = 0;
+        c.rip = e.rip;
+        c.regs = [0; 16];
+        c.regs[6] = e.rsi;
+        c.regs[4] = e.rsp;
+        c.set_flags(2);
+        c.flush_tlb(true);
+    }
+
     /// Runs at most `limit` instructions or until HLT with interrupts off; for tests.
     pub fn run_for(&mut self, io: &dyn IoHandler, limit: u64) -> Result<VcpuExit, VcpuError> {
         self.run_inner(io, Some(limit))

@@ -121,7 +121,9 @@ fn seabios_prints_its_banner() {
 #[test]
 fn instruction_rate_on_a_loop() {
     // mov ecx, 3000000; l: add eax, ebx; xor edx, eax; dec ecx; jnz l; hlt
-    let code = [0x66, 0xb9, 0xc0, 0xc6, 0x2d, 0x00, 0x66, 0x01, 0xd8, 0x66, 0x31, 0xc2, 0x66, 0x49, 0x75, 0xf6, 0xf4];
+    let code = [
+        0x66, 0xb9, 0xc0, 0xc6, 0x2d, 0x00, 0x66, 0x01, 0xd8, 0x66, 0x31, 0xc2, 0x66, 0x49, 0x75, 0xf6, 0xf4,
+    ];
     let mut v = real_mode_vcpu(&code);
     let io = Recorder::default();
     let t = std::time::Instant::now();
@@ -129,5 +131,9 @@ fn instruction_rate_on_a_loop() {
     let s = t.elapsed().as_secs_f64();
     assert!(v.cpu().halted);
     assert_eq!(v.cpu().regs[1] & 0xffff_ffff, 0);
-    eprintln!("{} instructions in {s:.3} s: {:.1} M instructions/s", v.instructions, v.instructions as f64 / s / 1e6);
+    eprintln!(
+        "{} instructions in {s:.3} s: {:.1} M instructions/s",
+        v.instructions,
+        v.instructions as f64 / s / 1e6
+    );
 }

@@ -60,7 +60,11 @@ fn seabios_post_reaches_the_boot_stage() {
     buses.pio.insert(DEBUGCON_PORT, 1, shared(DebugCon::new(Some(Box::new(debug.clone()))))).unwrap();
     buses
         .pio
-        .insert(COM1_PORT, 8, shared(SerialPort::new(IrqLine::new(irq.clone(), COM1_IRQ), Box::new(serial.clone()))))
+        .insert(
+            COM1_PORT,
+            8,
+            shared(SerialPort::new(IrqLine::new(irq.clone(), COM1_IRQ), Box::new(serial.clone()))),
+        )
         .unwrap();
     buses.pio.insert(PORT92, 1, shared(Port92::new(power.clone()))).unwrap();
     let mut pci = PciRoot::new(buses.pio.clone(), buses.mmio.clone(), power.clone());

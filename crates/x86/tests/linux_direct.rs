@@ -1,0 +1,120 @@
+//! A Debian kernel booted directly (64-bit entry) on the interpreter with the userspace
+//! irqchip, a serial console and the debug port: how far does it get in a time budget?
+//! Runs only when X86_LINUX_TEST=1 (it takes minutes), with the test guest's kernel.
+
+use machine::bus::SharedDevice;
+use machine::cmos::{Cmos, CMOS_PORT};
+use machine::io::IoBuses;
+use machine::irq::{InterruptController, IrqLine};
+use machine::linux_boot::{self, KernelBoot};
+use machine::memory::MemoryLayout;
+use machine::serial::{SerialPort, COM1_IRQ, COM1_PORT};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use x86::InterpVcpu;
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().write_all(b)?;
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct StderrLog;
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Warn
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("[{}] {}", r.level(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+static LOGGER: StderrLog = StderrLog;
+
+fn shared<T: machine::bus::BusDevice + 'static>(d: T) -> SharedDevice {
+    Arc::new(Mutex::new(d))
+}
+
+#[test]
+fn linux_direct_boot() {
+    if std::env::var("X86_LINUX_TEST").is_err() {
+        eprintln!("skipped: set X86_LINUX_TEST=1 to boot the test guest's kernel (minutes)");
+        return;
+    }
+    let dir = std::path::Path::new("/var/tmp/chr-vmm/test-guest");
+    if !dir.join("vmlinuz").exists() {
+        eprintln!("skipped: {} has no vmlinuz (build the test guest first)", dir.display());
+        return;
+    }
+    let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Warn));
+    let budget: u64 = std::env::var("X86_LINUX_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    let bios = vec![0u8; 256 << 10];
+    let layout = MemoryLayout::new(256 << 20, bios.len() as u64).unwrap();
+    let mem = layout.build(&bios).unwrap();
+    let boot = KernelBoot {
+        kernel: dir.join("vmlinuz"),
+        initrd: Some(dir.join("initrd.gz")),
+        cmdline:
+            "console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 noapic nolapic_timer acpi=off loglevel=7"
+                .into(),
+    };
+    let cmdline = std::env::var("X86_LINUX_CMDLINE").unwrap_or(boot.cmdline.clone());
+    let boot = KernelBoot { cmdline, ..boot };
+    let entry = linux_boot::load(&mem, &layout, &boot).unwrap();
+    let platform = irqchip::Platform::new(1);
+    let irq: Arc<dyn InterruptController> = platform.clone();
+    let buses = IoBuses::default();
+    let devs = platform.bus_devices();
+    for r in devs.pio {
+        buses.pio.insert(r.base, r.len, r.device).unwrap();
+    }
+    for r in devs.mmio {
+        buses.mmio.insert(r.base, r.len, r.device).unwrap();
+    }
+    let serial = Buf::default();
+    buses.pio.insert(CMOS_PORT, 2, shared(Cmos::new(layout.low_end, layout.high_size(), 1))).unwrap();
+    buses
+        .pio
+        .insert(
+            COM1_PORT,
+            8,
+            shared(SerialPort::new(IrqLine::new(irq.clone(), COM1_IRQ), Box::new(serial.clone()))),
+        )
+        .unwrap();
+    let mut vcpu = InterpVcpu::new(&mem, layout.bios_base(), 0, Some(platform.clone()));
+    vcpu.set_long_mode_entry(&entry);
+    let t = Instant::now();
+    while t.elapsed().as_secs() < budget {
+        let exit = vcpu.run_for(&buses, 10_000_000).unwrap();
+        if exit != machine::vcpu::VcpuExit::Stopped {
+            eprintln!("exit: {exit:?}");
+            break;
+        }
+        if std::env::var("X86_TRACE").is_ok() {
+            let c = vcpu.cpu();
+            eprintln!("rip {:#x} cs {:#x} rsp {:#x} cr0 {:#x}", c.rip, c.segs[1].selector, c.regs[4], c.cr0);
+        }
+        let out = String::from_utf8_lossy(&serial.0.lock().unwrap()).to_string();
+        if out.contains("login:") || out.contains("Kernel panic") {
+            break;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let rip = vcpu.cpu().rip;
+    eprintln!(
+        "\n{} instructions in {secs:.1} s ({:.1} M/s); rip {:#x}",
+        vcpu.instructions,
+        vcpu.instructions as f64 / secs / 1e6,
+        rip
+    );
+}
