@@ -323,8 +323,11 @@ impl Cpu {
                 let size = self.op_size(ins, 0);
                 let a = self.rd(ins, 0)?;
                 let c = if ins.op_count() > 1 { self.rd(ins, 1)? } else { 1 };
-                if let Some(r) = self.shift(m, size, a, c) {
-                    self.wr(ins, 0, r)?;
+                match self.shift(m, size, a, c) {
+                    Some(r) => self.wr(ins, 0, r)?,
+                    // A 32-bit register destination is zero-extended even by a zero count.
+                    None if size == 4 && ins.op0_kind() == OpKind::Register => self.wr(ins, 0, a)?,
+                    None => {}
                 }
             }
             M::Shld | M::Shrd => {
@@ -332,8 +335,10 @@ impl Cpu {
                 let a = self.rd(ins, 0)?;
                 let b = self.rd(ins, 1)?;
                 let c = self.rd(ins, 2)?;
-                if let Some(r) = self.double_shift(m == M::Shld, size, a, b, c) {
-                    self.wr(ins, 0, r)?;
+                match self.double_shift(m == M::Shld, size, a, b, c) {
+                    Some(r) => self.wr(ins, 0, r)?,
+                    None if size == 4 && ins.op0_kind() == OpKind::Register => self.wr(ins, 0, a)?,
+                    None => {}
                 }
             }
             M::Mul | M::Imul if ins.op_count() == 1 => self.mul1(ins, m == M::Imul)?,

@@ -233,3 +233,5 @@ impl Vcpu for InterpVcpu {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_diff;
