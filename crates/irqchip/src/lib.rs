@@ -154,11 +154,9 @@ impl Platform {
             }
             match mode {
                 0 | 1 => l.deliver(vector, false),
-                5 => {
-                    if id != from {
-                        l.lock().init = true;
-                        l.wake();
-                    }
+                5 if id != from => {
+                    l.lock().init = true;
+                    l.wake();
                 }
                 6 => {
                     l.lock().sipi = Some(vector);
@@ -332,6 +330,7 @@ impl BusDevice for Port {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

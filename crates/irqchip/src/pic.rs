@@ -71,11 +71,7 @@ impl Chip {
                 // OCW2: EOI.
                 let cmd = v >> 5;
                 match cmd {
-                    1 | 5 => {
-                        if self.isr != 0 {
-                            self.isr &= self.isr - 1;
-                        }
-                    }
+                    1 | 5 if self.isr != 0 => self.isr &= self.isr - 1,
                     3 | 7 => self.isr &= !(1 << (v & 7)),
                     _ => {}
                 }

@@ -117,7 +117,7 @@ impl Pit {
         let c = &mut self.ch[port as usize];
         let v = c.latch.unwrap_or_else(|| c.count(now));
         let bytes = if c.bcd { to_bcd(v) } else { v };
-        let out = match c.rw {
+        match c.rw {
             1 => {
                 c.latch = None;
                 bytes as u8
@@ -139,8 +139,7 @@ impl Pit {
                     bytes as u8
                 }
             }
-        };
-        out
+        }
     }
 
     pub fn write(&mut self, port: u8, v: u8, now: u64) {

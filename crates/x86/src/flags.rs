@@ -77,7 +77,7 @@ pub fn szp(res: u64, size: u8) -> u64 {
     if r & sign(size) != 0 {
         f |= SF;
     }
-    if (r as u8).count_ones() % 2 == 0 {
+    if (r as u8).count_ones().is_multiple_of(2) {
         f |= PF;
     }
     f

@@ -232,6 +232,8 @@ impl Vcpu for InterpVcpu {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests_diff;

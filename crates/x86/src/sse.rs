@@ -281,9 +281,7 @@ impl Cpu {
                 let w = if m == M::Movss { 32 } else { 64 };
                 let lm = (1u128 << w) - 1;
                 let v = self.read128(ins, 1, false)?;
-                if ins.op0_kind() == OpKind::Memory {
-                    self.write128(ins, 0, v & lm, false)?;
-                } else if ins.op1_kind() == OpKind::Memory {
+                if ins.op0_kind() == OpKind::Memory || ins.op1_kind() == OpKind::Memory {
                     self.write128(ins, 0, v & lm, false)?;
                 } else {
                     let d = self.xmm_dst(ins);
@@ -776,12 +774,12 @@ impl Cpu {
                 };
                 let f = if matches!(m, M::Cvtsd2si | M::Cvtss2si) { f.round_ties_even() } else { f.trunc() };
                 let v = if size == 8 {
-                    if f.is_nan() || f >= 9.223372036854775807e18 || f < -9.223372036854775808e18 {
+                    if f.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
                         i64::MIN as u64
                     } else {
                         f as i64 as u64
                     }
-                } else if f.is_nan() || f >= 2147483648.0 || f < -2147483648.0 {
+                } else if f.is_nan() || !(-2147483648.0..2147483648.0).contains(&f) {
                     0x8000_0000
                 } else {
                     f as i32 as u32 as u64

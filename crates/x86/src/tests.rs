@@ -137,3 +137,113 @@ fn instruction_rate_on_a_loop() {
         v.instructions as f64 / s / 1e6
     );
 }
+
+#[test]
+fn real_to_protected_to_long_mode_with_page_fault_and_idt() {
+    let src = r#"
+bits 16
+org 0x1000
+start:
+    cli
+    lgdt [gdtr]
+    mov eax, cr0
+    or eax, 1
+    mov cr0, eax
+    jmp 0x08:pm32
+bits 32
+pm32:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov esp, 0x80000
+    mov al, 0x32
+    out 0x10, al
+    mov edi, 0x10000
+    xor eax, eax
+    mov ecx, 0x3000/4
+    rep stosd
+    mov dword [0x10000], 0x11003
+    mov dword [0x11000], 0x12003
+    mov dword [0x12000], 0x83
+    mov eax, cr4
+    or eax, 0x20
+    mov cr4, eax
+    mov eax, 0x10000
+    mov cr3, eax
+    mov ecx, 0xC0000080
+    rdmsr
+    or eax, 0x100
+    wrmsr
+    mov eax, cr0
+    or eax, 0x80000000
+    mov cr0, eax
+    jmp 0x18:lm64
+bits 64
+lm64:
+    mov rdi, 0x13000 + 14*16
+    mov rax, pf_handler
+    call setgate
+    mov rdi, 0x13000 + 0x80*16
+    mov rax, int80
+    call setgate
+    lidt [idtr]
+    mov al, 0x64
+    out 0x10, al
+    xor r13, r13
+    mov rbx, 0x400000
+    mov rcx, [rbx]
+    int 0x80
+    int 0x80
+    mov rax, r12
+    out 0x11, eax
+    mov eax, r13d
+    out 0x12, eax
+    mov eax, r14d
+    out 0x13, eax
+    hlt
+
+pf_handler:
+    mov r12, cr2
+    pop r14
+    add qword [rsp], 3
+    iretq
+int80:
+    inc r13
+    iretq
+
+setgate:
+    mov rdx, rax
+    and edx, 0xffff
+    mov rcx, 0x18 << 16
+    or rdx, rcx
+    mov rcx, 0x8E00 << 32
+    or rdx, rcx
+    mov rcx, rax
+    shr rcx, 16
+    and rcx, 0xffff
+    shl rcx, 48
+    or rdx, rcx
+    mov [rdi], rdx
+    mov rcx, rax
+    shr rcx, 32
+    mov [rdi+8], rcx
+    ret
+
+align 8
+gdt: dq 0, 0x00cf9a000000ffff, 0x00cf92000000ffff, 0x00af9a000000ffff
+gdt_end:
+gdtr: dw gdt_end - gdt - 1
+      dd gdt
+idtr: dw 0x81*16 - 1
+      dq 0x13000
+"#;
+    let Some(code) = nasm(src) else { return };
+    let mut v = real_mode_vcpu(&code);
+    let io = Recorder::default();
+    v.run_for(&io, 100_000).unwrap();
+    let out = io.out.lock().unwrap().clone();
+    // The #PF error code: not present (0), read, supervisor.
+    assert_eq!(out, vec![(0x10, 0x32), (0x10, 0x64), (0x11, 0x40_0000), (0x12, 2), (0x13, 0)]);
+    assert!(v.cpu().long_mode());
+}

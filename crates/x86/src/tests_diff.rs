@@ -121,7 +121,7 @@ fn defined(case: &Case, b: u64) -> u64 {
         },
         Kind::Mul => CF | OF,
         Kind::Div => 0,
-        Kind::Bit => CF | PF | ZF | SF | AF | OF & 0,
+        Kind::Bit => CF,
         Kind::Scan => ZF,
     }
 }

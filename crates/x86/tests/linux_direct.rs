@@ -2,6 +2,8 @@
 //! irqchip, a serial console and the debug port: how far does it get in a time budget?
 //! Runs only when X86_LINUX_TEST=1 (it takes minutes), with the test guest's kernel.
 
+#![allow(clippy::unwrap_used)]
+
 use machine::bus::SharedDevice;
 use machine::cmos::{Cmos, CMOS_PORT};
 use machine::io::IoBuses;

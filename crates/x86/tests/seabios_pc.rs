@@ -2,6 +2,8 @@
 //! serial, debug console) and the userspace irqchip: it must calibrate its clock on the PIT,
 //! enumerate PCI and reach its boot menu stage ("No bootable device" with no disk).
 
+#![allow(clippy::unwrap_used)]
+
 use machine::bus::SharedDevice;
 use machine::cmos::{Cmos, CMOS_PORT};
 use machine::debugcon::{DebugCon, DEBUGCON_PORT};
