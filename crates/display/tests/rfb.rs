@@ -298,3 +298,54 @@ fn desktop_size_on_vbe_mode_change_and_zrle() {
     let row2 = &raw[7 + 2 * 8..7 + 3 * 8];
     assert_eq!(row2[0], 0b0001_0000);
 }
+
+#[test]
+fn slow_reader_is_dropped_without_holding_up_others() {
+    let rig = Rig::new();
+    rig.text_mode();
+    let (addr, _) = serve(&rig, None);
+    let mut slow = Client::open_38(addr);
+    slow.set_encodings(&[0]);
+    // Keep asking for full raw frames (about 1 MiB each) and never read them, until the
+    // server hangs up (our writes then fail) or 30 s pass.
+    let slow_thread = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            let mut m = vec![3, 0, 0, 0, 0, 0];
+            m.extend_from_slice(&720u16.to_be_bytes());
+            m.extend_from_slice(&400u16.to_be_bytes());
+            if slow.s.write_all(&m).is_err() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let mut good = Client::open_38(addr);
+    good.set_encodings(&[0]);
+    for i in 0..5 {
+        good.request(true, 0, 0, 720, 400);
+        rig.put_char(3, i, b'A', 0x1f);
+        let started = std::time::Instant::now();
+        assert!(!good.update().is_empty());
+        assert!(started.elapsed() < Duration::from_secs(2), "the good client waited on the slow one");
+    }
+    let dropped_after = slow_thread.join().unwrap();
+    assert!(dropped_after.is_some(), "the slow reader was never dropped");
+}
+
+#[test]
+fn handshake_37_with_none() {
+    let rig = Rig::new();
+    rig.text_mode();
+    let (addr, _) = serve(&rig, None);
+    let mut c = Client { s: Client::connect(addr), width: 0, height: 0, z: flate2::Decompress::new(true) };
+    c.read(12);
+    c.s.write_all(b"RFB 003.007\n").unwrap();
+    assert_eq!(c.read(2), [1, 1]);
+    c.s.write_all(&[1]).unwrap();
+    // 3.7 sends no SecurityResult for None: the next bytes are the ServerInit.
+    c.init();
+    assert_eq!((c.width, c.height), (720, 400));
+}
