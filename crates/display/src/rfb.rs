@@ -249,11 +249,9 @@ fn serve(
 
 fn serve_session(mut stream: TcpStream, display: &Display, keys: &KeySink) -> std::io::Result<()> {
     let (w, h) = {
-        // The first picture may not be rendered yet.
-        let unrendered = display.state().frame.width == 0;
-        if unrendered {
-            display.render_now();
-        }
+        // The renderer sleeps while nobody watches, so the last frame may be stale: the
+        // ServerInit must carry the size of the picture as it is now.
+        display.refresh();
         let st = display.state();
         (st.frame.width, st.frame.height)
     };

@@ -214,9 +214,13 @@ impl Display {
 
     /// Renders the current picture now (tests, screenshots) and returns it.
     pub fn render_now(&self) -> Frame {
-        let mut r = Renderer::new();
-        r.tick(self);
+        self.refresh();
         lock(&self.screen.state).frame.clone()
+    }
+
+    /// Brings the shared picture up to date right away (the renderer thread may be asleep).
+    pub(crate) fn refresh(&self) {
+        Renderer::new().tick(self);
     }
 
     /// Starts the renderer thread (once): it sleeps while nobody watches and otherwise renders

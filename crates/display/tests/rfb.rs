@@ -349,3 +349,21 @@ fn handshake_37_with_none() {
     c.init();
     assert_eq!((c.width, c.height), (720, 400));
 }
+
+#[test]
+fn server_init_has_the_current_size_after_an_unwatched_mode_change() {
+    let rig = Rig::new();
+    rig.text_mode();
+    let (addr, _) = serve(&rig, None);
+    let c = Client::open_38(addr);
+    assert_eq!((c.width, c.height), (720, 400));
+    drop(c);
+    std::thread::sleep(Duration::from_millis(200));
+    // Nobody watches while the guest switches to a VBE mode.
+    rig.vbe(1, 640);
+    rig.vbe(2, 480);
+    rig.vbe(3, 8);
+    rig.vbe(4, 0x01);
+    let c = Client::open_38(addr);
+    assert_eq!((c.width, c.height), (640, 480));
+}
