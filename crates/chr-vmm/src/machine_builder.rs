@@ -99,16 +99,32 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     let buses = IoBuses::default();
 
     #[cfg(target_arch = "x86_64")]
-    let (kvm_vm, irq): (Option<kvm::KvmVm>, Arc<dyn InterruptController>) = match cfg.accel {
-        AccelKind::Kvm => {
-            let vm = kvm::KvmVm::new(&memory, &layout)?;
-            let irq = vm.interrupts();
-            (Some(vm), irq)
-        }
-        AccelKind::Interp => return Err(VmError::NoInterpreter),
+    let kvm_vm = match cfg.accel {
+        AccelKind::Kvm => Some(kvm::KvmVm::new(&memory, &layout)?),
+        AccelKind::Interp => None,
     };
-    #[cfg(not(target_arch = "x86_64"))]
-    let irq: Arc<dyn InterruptController> = return Err(VmError::NoInterpreter);
+    // The interpreter brings its own PIC, PIT, IOAPIC and local APICs.
+    let platform = match cfg.accel {
+        AccelKind::Interp => {
+            let platform = irqchip::Platform::new(usize::from(cfg.cpus));
+            let devices = platform.bus_devices();
+            for r in devices.pio {
+                add_pio(&buses, r.base, r.len, r.device)?;
+            }
+            for r in devices.mmio {
+                buses.mmio.insert(r.base, r.len, r.device).map_err(|e| VmError::Build(format!("{e}")))?;
+            }
+            Some(platform)
+        }
+        AccelKind::Kvm => None,
+    };
+    let irq: Arc<dyn InterruptController> = match &platform {
+        Some(p) => p.clone(),
+        #[cfg(target_arch = "x86_64")]
+        None => kvm_vm.as_ref().map(|vm| vm.interrupts()).ok_or(VmError::NoInterpreter)?,
+        #[cfg(not(target_arch = "x86_64"))]
+        None => return Err(VmError::NoInterpreter),
+    };
 
     // Legacy devices.
     add_pio(&buses, CMOS_PORT, 2, shared(Cmos::new(layout.low_end, layout.high_size(), cfg.cpus)))?;
@@ -185,6 +201,17 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
             let vcpu = vm.create_vcpu(id, cfg.cpus)?;
             if let (0, Some(entry)) = (id, &kernel_entry) {
                 vcpu.set_long_mode_entry(entry)?;
+            }
+            power.add_vcpu(vcpu.kicker());
+            vcpus.push(Box::new(vcpu));
+        }
+    }
+
+    if let Some(p) = &platform {
+        for id in 0..cfg.cpus {
+            let mut vcpu = x86::InterpVcpu::new(&memory, layout.bios_base(), u32::from(id), Some(p.clone()));
+            if let (0, Some(entry)) = (id, &kernel_entry) {
+                vcpu.set_long_mode_entry(entry);
             }
             power.add_vcpu(vcpu.kicker());
             vcpus.push(Box::new(vcpu));

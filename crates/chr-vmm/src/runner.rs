@@ -15,7 +15,7 @@ use crate::machine_builder::{self, AccelKind, MachineConfig};
 use crate::{firmware, signals, VmError};
 
 /// Whether this build can run guests on the interpreter.
-pub const INTERPRETER_AVAILABLE: bool = false;
+pub const INTERPRETER_AVAILABLE: bool = true;
 
 /// `chr-vmm accel`: prints what `--accel auto` picks; fails when that cannot run here.
 pub fn report_accel() -> Result<u8, VmError> {
