@@ -30,9 +30,11 @@ impl std::hash::Hasher for PageHasher {
     }
 }
 
+const MEMO_WAYS: usize = 16;
+
 type Build = std::hash::BuildHasherDefault<PageHasher>;
 
-/// The last code page used, so that straight-line fetches skip the TLB and the map.
+/// Recently used code pages (direct-mapped by linear page), so that straight-line fetches skip the TLB and the map.
 #[derive(Clone, Copy)]
 pub(crate) struct Memo {
     /// Linear page | code-size tag | CPL tag; u64::MAX when empty.
@@ -52,7 +54,7 @@ impl Default for Memo {
 #[derive(Default)]
 pub struct ICache {
     pages: HashMap<u64, Box<PageCode>, Build>,
-    pub(crate) memo: Memo,
+    pub(crate) memo: [Memo; MEMO_WAYS],
 }
 
 fn tag(bitness: u32) -> u64 {
@@ -116,7 +118,8 @@ impl Cpu {
         let lin = self.lin(CS, self.rip);
         let memo_key = (lin & !0xfff) | tag(bitness) | ((self.cpl as u64) << 2);
         let off = (lin & 0xfff) as usize;
-        let m = self.icache.memo;
+        let way = ((lin >> 12) as usize) % MEMO_WAYS;
+        let m = self.icache.memo[way];
         if m.key == memo_key && m.gen == self.icache_gen {
             // SAFETY: the memo is reset (generation bump) whenever its page is dropped or
             // translations change, so `page` points at a live boxed PageCode and `host` at a
@@ -138,7 +141,7 @@ impl Cpu {
             // SAFETY: `host` points at a mapped 4 KiB page (from the TLB).
             let page = unsafe { std::slice::from_raw_parts(host as *const u8, 4096) };
             if let Some(pc) = self.icache.pages.get_mut(&key) {
-                self.icache.memo = Memo {
+                self.icache.memo[way] = Memo {
                     key: memo_key,
                     gen: self.icache_gen,
                     host: host as *const u8,
@@ -161,7 +164,7 @@ impl Cpu {
                     self.icache.pages.entry(key).or_insert_with(|| {
                         Box::new(PageCode { slots: Box::new([0; 4096]), ins: Vec::new() })
                     });
-                self.icache.memo = Memo {
+                self.icache.memo[way] = Memo {
                     key: memo_key,
                     gen: self.icache_gen,
                     host: host as *const u8,

@@ -48,6 +48,8 @@ pub struct InterpVcpu {
     cpu: Box<Cpu>,
     stop: Arc<Stop>,
     platform: Option<Arc<irqchip::Platform>>,
+    /// An application processor waits for INIT/SIPI before running.
+    wait_sipi: bool,
     /// Instructions executed so far.
     pub instructions: u64,
 }
@@ -61,7 +63,8 @@ impl InterpVcpu {
         if let Some(p) = &platform {
             cpu.apic = p.lapic(id as usize);
         }
-        Self { cpu, stop: Arc::new(Stop::default()), platform, instructions: 0 }
+        let wait_sipi = id != 0 && platform.is_some();
+        Self { cpu, stop: Arc::new(Stop::default()), platform, wait_sipi, instructions: 0 }
     }
 
     /// The CPU state (registers, segments, control registers) for tests and direct boot.
@@ -122,6 +125,25 @@ impl InterpVcpu {
             }
             if let Some(p) = &self.platform {
                 p.poll();
+            }
+            if let Some(a) = self.cpu.apic.clone() {
+                let (init, sipi) = a.take_init_sipi();
+                if init && self.cpu.id != 0 {
+                    self.cpu.reset();
+                    self.wait_sipi = true;
+                }
+                if let (Some(v), true) = (sipi, self.wait_sipi) {
+                    // Start-up IPI: real mode at vector * 0x1000.
+                    let c = &mut *self.cpu;
+                    c.segs[cpu::CS] = Segment::real((v as u16) << 8, 0x9b);
+                    c.rip = 0;
+                    c.halted = false;
+                    self.wait_sipi = false;
+                }
+                if self.wait_sipi {
+                    a.wait(None, false, &|| self.stop.requested.load(Ordering::SeqCst));
+                    continue;
+                }
             }
             let c = &mut *self.cpu;
             if c.flag(flags::IF) && !c.inhibit_irq {
