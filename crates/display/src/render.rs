@@ -377,6 +377,27 @@ mod tests {
     }
 
     #[test]
+    fn cursor_as_the_vga_bios_leaves_it() {
+        // Registers read back from SeaVGABIOS after "No bootable device": cursor lines 13-14
+        // at cell 0x280 (row 8, column 0), a blank with attribute 7 there.
+        let mut v = text_mode_core();
+        v.dac[7 * 3..8 * 3].copy_from_slice(&[42, 42, 42]);
+        v.crtc[0x0e] = 0x02;
+        v.crtc[0x0f] = 0x80;
+        v.vram[0x280 * 4] = b' ';
+        v.vram[0x280 * 4 + 1] = 0x07;
+        let mut s = Snapshot::default();
+        s.take(&v);
+        let mut f = Frame::default();
+        s.render(&mut f, true, true);
+        let grey = 0xaaaaaa;
+        for line in 13..=14 {
+            assert_eq!(f.pixels[(8 * 16 + line) * 720 + 2], grey, "line {line}");
+        }
+        assert_eq!(f.pixels[(8 * 16 + 12) * 720 + 2], 0);
+    }
+
+    #[test]
     fn blinking_attribute_hides_the_glyph_in_the_off_phase() {
         let mut v = text_mode_core();
         v.vram[0] = b'A';

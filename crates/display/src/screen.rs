@@ -164,7 +164,13 @@ struct Renderer {
     frame: Frame,
     generation: Option<u64>,
     phases: (bool, bool),
-    epoch: Instant,
+}
+
+/// One clock for every renderer, so that a refresh and the renderer thread agree on the blink
+/// phase.
+fn blink_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 impl Renderer {
@@ -174,12 +180,11 @@ impl Renderer {
             frame: Frame::default(),
             generation: None,
             phases: (false, false),
-            epoch: Instant::now(),
         }
     }
 
     fn tick(&mut self, display: &Display) {
-        let ms = self.epoch.elapsed().as_millis();
+        let ms = blink_epoch().elapsed().as_millis();
         // Cursor blinks at about 1.9 Hz, blinking characters at half that, as on VGA.
         let phases = ((ms / 266).is_multiple_of(2), (ms / 533).is_multiple_of(2));
         {
