@@ -77,7 +77,7 @@ pub fn start_vnc(
     display: Display,
     keys: KeySink,
 ) -> Result<VncServer, VncError> {
-    let resolved: Vec<SocketAddr> = addr
+    let resolved: Vec<SocketAddr> = listen_address(addr)
         .to_socket_addrs()
         .map_err(|source| VncError::Resolve { addr: addr.to_string(), source })?
         .collect();
@@ -97,7 +97,11 @@ pub fn start_vnc(
         .name("vnc-accept".into())
         .spawn(move || {
             for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
+                let Ok(stream) = stream else {
+                    // Out of file descriptors, most likely: don't spin.
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                };
                 if active.load(Ordering::Acquire) >= MAX_CLIENTS {
                     log::warn!("VNC: too many clients, refusing one");
                     continue;
@@ -120,6 +124,16 @@ pub fn start_vnc(
         })
         .map_err(VncError::Thread)?;
     Ok(VncServer { local_addr })
+}
+
+/// `HOST:PORT` as given; a bare `PORT` or `:PORT` means the loopback address.
+pub fn listen_address(addr: &str) -> String {
+    let port = addr.strip_prefix(':').unwrap_or(addr);
+    if port.parse::<u16>().is_ok() {
+        format!("127.0.0.1:{port}")
+    } else {
+        addr.to_string()
+    }
 }
 
 /// A client's pixel format.
@@ -571,6 +585,26 @@ mod tests {
         let r = vnc_auth_response(b"", &[0; 16]);
         assert_eq!(&r[..8], &[0x8c, 0xa6, 0x4d, 0xe9, 0xc1, 0xb1, 0x23, 0xa7]);
         assert_eq!(r[..8], r[8..]);
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(listen_address("5900"), "127.0.0.1:5900");
+        assert_eq!(listen_address(":5901"), "127.0.0.1:5901");
+        assert_eq!(listen_address("0.0.0.0:5900"), "0.0.0.0:5900");
+        assert_eq!(listen_address("[::1]:5900"), "[::1]:5900");
+    }
+
+    #[test]
+    fn bind_errors_name_the_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let display = crate::StdVga::new().display();
+        let err = start_vnc(&addr, None, display.clone(), Arc::new(|_: &[u8]| {})).err().unwrap();
+        assert!(err.to_string().contains(&addr), "{err}");
+        let err =
+            start_vnc("no-such-host.invalid:5900", None, display, Arc::new(|_: &[u8]| {})).err().unwrap();
+        assert!(err.to_string().contains("no-such-host.invalid:5900"), "{err}");
     }
 
     #[test]
