@@ -3,17 +3,40 @@
 //! virtio-blk sees only [`BlockDevice`]: byte-addressed reads and writes of whole sectors, a
 //! flush that returns once data and metadata are durable, and the image's virtual size. The
 //! format is detected from the file's content by [`open`], never from its name.
+//!
+//! Formats: raw, VMDK (sparse, stream-optimized, flat; embedded or separate descriptor), qcow2
+//! (with a backing file of any of these formats), VDI and VHDX. [`OpenOptions::snapshot`] puts a
+//! private overlay in front of a read-only base; [`open_with_overlay`] keeps writes in a qcow2
+//! overlay file that it creates on first use. [`info()`] describes an image like `qemu-img info`.
+//!
+//! Crash safety: sparse formats write new data first and the tables that point to it only at
+//! [`BlockDevice::flush`] (or on drop), each layer synced before the next, so a killed VMM leaves
+//! an image with leaked space at most.
 
+mod detect;
 mod error;
+mod info;
+mod overlay;
+pub mod qcow2;
 mod raw;
+mod util;
+mod vdi;
+mod vhdx;
+mod vmdk;
 
+pub use detect::{detect_format, Format};
 pub use error::DiskError;
+pub use info::{info, ImageInfo};
+pub use overlay::{create_overlay, open_with_overlay};
 pub use raw::RawImage;
 
 use std::path::Path;
 
 /// The sector size every request is expressed in.
 pub const SECTOR_SIZE: u64 = 512;
+
+/// How deep a chain of backing files may go before we call it a loop.
+pub const MAX_BACKING_DEPTH: usize = 16;
 
 /// A disk image as the guest's block device sees it.
 ///
@@ -38,6 +61,15 @@ pub trait BlockDevice: Send + Sync {
 pub struct OpenOptions {
     /// Refuse guest writes and open the file read-only.
     pub read_only: bool,
+    /// Open the image read-only and send writes to a private temporary overlay that disappears
+    /// when the device is dropped; the image stays byte-identical.
+    pub snapshot: bool,
+    /// Skip content detection and open the image as this format (for images whose first sector
+    /// the guest controls, where detection could be fooled).
+    pub format: Option<Format>,
+    /// Take no advisory lock (like `qemu-img -U`): for inspecting an image another process uses.
+    /// Only sensible together with `read_only`.
+    pub force_share: bool,
 }
 
 /// Checks that `[offset, offset + len)` lies inside a device of `size` bytes.
@@ -50,5 +82,42 @@ pub fn check_range(offset: u64, len: usize, size: u64) -> Result<(), DiskError> 
 
 /// Opens the image at `path`, detecting its format from its content.
 pub fn open(path: &Path, options: OpenOptions) -> Result<Box<dyn BlockDevice>, DiskError> {
-    Ok(Box::new(RawImage::open(path, options)?))
+    if options.snapshot {
+        let base = open(
+            path,
+            OpenOptions {
+                read_only: true,
+                snapshot: false,
+                format: options.format,
+                force_share: options.force_share,
+            },
+        )?;
+        return overlay::snapshot(base);
+    }
+    open_depth(path, options, 0)
+}
+
+/// Opens `path` as one link of a backing chain `depth` links below the top.
+pub(crate) fn open_depth(
+    path: &Path,
+    options: OpenOptions,
+    depth: usize,
+) -> Result<Box<dyn BlockDevice>, DiskError> {
+    if depth > MAX_BACKING_DEPTH {
+        return Err(DiskError::Corrupt(format!(
+            "the backing chain is deeper than {MAX_BACKING_DEPTH} images at {}; it probably loops",
+            path.display()
+        )));
+    }
+    let format = match options.format {
+        Some(f) => f,
+        None => detect_format(path)?,
+    };
+    Ok(match format {
+        Format::Raw => Box::new(RawImage::open(path, options)?),
+        Format::Vmdk => Box::new(vmdk::VmdkImage::open(path, options)?),
+        Format::Qcow2 => Box::new(qcow2::Qcow2Image::open(path, options, depth)?),
+        Format::Vdi => Box::new(vdi::VdiImage::open(path, options)?),
+        Format::Vhdx => Box::new(vhdx::VhdxImage::open(path, options)?),
+    })
 }

@@ -1,6 +1,6 @@
 //! Raw images: the file is the disk.
 
-use std::fs::{File, OpenOptions as FsOpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -32,12 +32,7 @@ pub(crate) fn lock_file(file: &File, path: &Path, exclusive: bool) -> Result<(),
 impl RawImage {
     /// Opens `path` as a raw image and locks it.
     pub fn open(path: &Path, options: OpenOptions) -> Result<Self, DiskError> {
-        let file = FsOpenOptions::new()
-            .read(true)
-            .write(!options.read_only)
-            .open(path)
-            .map_err(|source| DiskError::Open { path: path.to_path_buf(), source })?;
-        lock_file(&file, path, !options.read_only)?;
+        let file = crate::util::open_locked(path, options.read_only, options.force_share)?;
         let size = file.metadata()?.len() / crate::SECTOR_SIZE * crate::SECTOR_SIZE;
         Ok(Self { file, size, read_only: options.read_only })
     }
@@ -106,7 +101,7 @@ mod tests {
         // A second writer is refused by the lock.
         assert!(matches!(RawImage::open(&path, OpenOptions::default()), Err(DiskError::Locked(_))));
         drop(img);
-        let ro = RawImage::open(&path, OpenOptions { read_only: true }).unwrap();
+        let ro = RawImage::open(&path, OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap();
         assert!(matches!(ro.write_at(&[0; 512], 0), Err(DiskError::ReadOnly)));
         std::fs::remove_file(path).unwrap();
     }
