@@ -20,6 +20,16 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Writes the picture as a binary PPM (P6), e.g. for a screenshot command.
+    pub fn write_ppm(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        write!(out, "P6\n{} {}\n255\n", self.width, self.height)?;
+        let mut rgb = Vec::with_capacity(self.pixels.len() * 3);
+        for p in &self.pixels {
+            rgb.extend_from_slice(&[(p >> 16) as u8, (p >> 8) as u8, *p as u8]);
+        }
+        out.write_all(&rgb)
+    }
+
     fn reset(&mut self, width: usize, height: usize) {
         self.width = width;
         self.height = height;
@@ -438,6 +448,38 @@ mod tests {
             assert_eq!(f.pixels[64 + 1], expect, "bpp {bpp}");
             assert_eq!(f.pixels[0], 0);
         }
+    }
+
+    #[test]
+    fn mode_12h_planar_pixels() {
+        let mut v = VgaCore::new();
+        v.crtc[1] = 79;
+        v.crtc[7] = 0x3e;
+        v.crtc[0x12] = 0xdf;
+        v.crtc[0x13] = 40;
+        v.gc[6] = 0x05;
+        v.seq[2] = 0x0f;
+        v.seq[4] = 0x06;
+        v.gc[8] = 0x80;
+        v.gc[5] = 0x02; // write mode 2: the byte is a colour, the bit mask picks the pixel
+        v.attr_index = 0x20;
+        for i in 0..16u8 {
+            v.attr[usize::from(i)] = i;
+        }
+        v.dac[12 * 3..13 * 3].copy_from_slice(&[63, 21, 21]);
+        v.window_read(80 * 10 + 2); // load the latches
+        v.window_write(80 * 10 + 2, 12); // pixel (16, 10)
+        let mut s = Snapshot::default();
+        s.take(&v);
+        let mut f = Frame::default();
+        s.render(&mut f, false, false);
+        assert_eq!((f.width, f.height), (640, 480));
+        assert_eq!(f.pixels[10 * 640 + 16], 0xff5555);
+        assert_eq!(f.pixels[10 * 640 + 17], 0);
+        let mut ppm = Vec::new();
+        f.write_ppm(&mut ppm).unwrap();
+        assert!(ppm.starts_with(b"P6\n640 480\n255\n"));
+        assert_eq!(ppm.len(), 15 + 640 * 480 * 3);
     }
 
     #[test]
