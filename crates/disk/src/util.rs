@@ -108,7 +108,6 @@ pub(crate) fn sync(file: &File) -> Result<(), DiskError> {
 }
 
 /// CRC-32C (Castagnoli), as VHDX uses for its headers and tables.
-#[allow(dead_code)]
 pub(crate) fn crc32c(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &byte in data {

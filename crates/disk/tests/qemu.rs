@@ -188,13 +188,11 @@ fn vdi_fixed() {
 }
 
 #[test]
-#[ignore = "VHDX reader not written yet"]
 fn vhdx_dynamic_reads() {
     round_trip("vhdx-d", "vhdx", &[], false);
 }
 
 #[test]
-#[ignore = "VHDX reader not written yet"]
 fn vhdx_fixed_reads() {
     round_trip("vhdx-f", "vhdx", &["-o", "subformat=fixed"], false);
 }
