@@ -595,16 +595,21 @@ impl Cpu {
 
     // ---- CPUID ----
 
-    /// CPUID of a qemu64-class CPU that promises only what is implemented.
+    /// CPUID of a qemu64-class CPU that promises only what is implemented. The vendor is
+    /// Intel so that leaf 0x15 can state the TSC frequency (1 GHz: host nanoseconds) and
+    /// Linux need not calibrate it against the PIT, which fails when the host is busy.
     pub fn cpuid(&self, leaf: u32, sub: u32) -> [u32; 4] {
         let _ = sub;
-        const VENDOR: [u32; 3] = [0x6874_7541, 0x6974_6e65, 0x444d_4163]; // "AuthenticAMD"
+        const VENDOR: [u32; 3] = [0x756e_6547, 0x4965_6e69, 0x6c65_746e]; // "GenuineIntel"
         let brand = b"chr-vmm x86-64 interpreter\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
         let word = |i: usize| {
             u32::from_le_bytes([brand[i * 4], brand[i * 4 + 1], brand[i * 4 + 2], brand[i * 4 + 3]])
         };
         match leaf {
-            0 => [1, VENDOR[0], VENDOR[2], VENDOR[1]],
+            0 => [0x15, VENDOR[0], VENDOR[2], VENDOR[1]],
+            2 => [1, 0, 0, 0],
+            // TSC = crystal * EBX / EAX: a 1 GHz crystal, ratio 1.
+            0x15 => [1, 1, 1_000_000_000, 0],
             1 => {
                 let edx = 1 // FPU
                     | 1 << 3 // PSE
@@ -623,12 +628,12 @@ impl Cpu {
                     | 1 << 25 // SSE
                     | 1 << 26; // SSE2
                 let ecx = 1 << 13 | 1 << 23; // CX16, POPCNT
-                [0x0006_0fb1, (self.id << 24) | (1 << 16) | (8 << 8), ecx, edx]
+                [0x0000_0f61, (self.id << 24) | (1 << 16) | (8 << 8), ecx, edx]
             }
             0x8000_0000 => [0x8000_0008, VENDOR[0], VENDOR[2], VENDOR[1]],
             0x8000_0001 => {
                 let edx = 1 << 11 | 1 << 20 | 1 << 29; // SYSCALL, NX, LM
-                [0x0006_0fb1, 0, 1, edx] // LAHF/SAHF in 64-bit mode
+                [0, 0, 1, edx] // LAHF/SAHF in 64-bit mode
             }
             0x8000_0002..=0x8000_0004 => {
                 let b = (leaf - 0x8000_0002) as usize * 4;

@@ -247,3 +247,105 @@ idtr: dw 0x81*16 - 1
     assert_eq!(out, vec![(0x10, 0x32), (0x10, 0x64), (0x11, 0x40_0000), (0x12, 2), (0x13, 0)]);
     assert!(v.cpu().long_mode());
 }
+
+/// Routes ports to the irqchip's devices and records the rest.
+struct WithPlatform {
+    buses: machine::io::IoBuses,
+    rec: Recorder,
+}
+
+impl IoHandler for WithPlatform {
+    fn pio_read(&self, port: u16, data: &mut [u8]) {
+        if !self.buses.pio.read(port as u64, data) {
+            self.rec.pio_read(port, data);
+        }
+    }
+    fn pio_write(&self, port: u16, data: &[u8]) {
+        if !self.buses.pio.write(port as u64, data) {
+            self.rec.pio_write(port, data);
+        }
+    }
+    fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        self.buses.mmio.read(addr, data);
+    }
+    fn mmio_write(&self, addr: u64, data: &[u8]) {
+        self.buses.mmio.write(addr, data);
+    }
+}
+
+#[test]
+fn pit_interrupts_wake_hlt_through_the_pic() {
+    // Real mode: IVT[8] -> handler that counts in BX and sends EOI; PIT channel 0 at
+    // 1 kHz; STI; HLT in a loop until 20 ticks, then report and halt with IF clear.
+    let src = r#"
+bits 16
+org 0x1000
+    cli
+    xor ax, ax
+    mov ds, ax
+    mov word [8*4], handler
+    mov word [8*4+2], 0
+    mov al, 0x11
+    out 0x20, al
+    mov al, 0x08
+    out 0x21, al
+    mov al, 4
+    out 0x21, al
+    mov al, 1
+    out 0x21, al
+    mov al, 0xfe
+    out 0x21, al
+    mov al, 0x34
+    out 0x43, al
+    mov ax, 1193
+    out 0x40, al
+    mov al, ah
+    out 0x40, al
+    xor bx, bx
+    xor cx, cx
+    sti
+idle:
+    inc cx
+    hlt
+    cmp bx, 20
+    jb idle
+    cli
+    mov ax, bx
+    out 0x10, ax
+    mov ax, cx
+    out 0x11, ax
+    hlt
+handler:
+    inc bx
+    push ax
+    mov al, 0x20
+    out 0x20, al
+    pop ax
+    iret
+"#;
+    let Some(code) = nasm(src) else { return };
+    let platform = irqchip::Platform::new(1);
+    let buses = machine::io::IoBuses::default();
+    let devs = platform.bus_devices();
+    for r in devs.pio {
+        buses.pio.insert(r.base, r.len, r.device).unwrap();
+    }
+    let mem: GuestMemory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+    mem.write_slice(&code, GuestAddress(0x1000)).unwrap();
+    let mut v = InterpVcpu::new(&mem, u64::MAX, 0, Some(platform));
+    let c = v.cpu();
+    c.segs[cpu::CS] = Segment::real(0, 0x9b);
+    c.rip = 0x1000;
+    c.regs[4] = 0x8000;
+    let io = WithPlatform { buses, rec: Recorder::default() };
+    let t = std::time::Instant::now();
+    v.run_for(&io, 1_000_000).unwrap();
+    let ms = t.elapsed().as_millis();
+    let out = io.rec.out.lock().unwrap().clone();
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[0], (0x10, 20));
+    // HLT slept: about one wake-up per tick, not a spin.
+    assert!(out[1].1 <= 30, "{} HLT wake-ups for 20 ticks", out[1].1);
+    assert!((15..500).contains(&ms), "20 ticks of 1 ms took {ms} ms");
+    assert!(v.instructions < 2000, "{} instructions", v.instructions);
+}

@@ -96,15 +96,17 @@ fn linux_direct_boot() {
     let mut vcpu = InterpVcpu::new(&mem, layout.bios_base(), 0, Some(platform.clone()));
     vcpu.set_long_mode_entry(&entry);
     let t = Instant::now();
+    let chunk = if std::env::var("X86_TRACE").is_ok() { 1_000_000 } else { 10_000_000 };
     while t.elapsed().as_secs() < budget {
-        let exit = vcpu.run_for(&buses, 10_000_000).unwrap();
+        let exit = vcpu.run_for(&buses, chunk).unwrap();
         if exit != machine::vcpu::VcpuExit::Stopped {
             eprintln!("exit: {exit:?}");
             break;
         }
         if std::env::var("X86_TRACE").is_ok() {
             let c = vcpu.cpu();
-            eprintln!("rip {:#x} cs {:#x} rsp {:#x} cr0 {:#x}", c.rip, c.segs[1].selector, c.regs[4], c.cr0);
+            let secs = t.elapsed().as_secs_f64();
+            eprintln!("t={secs:.2} rip {:#x} cs {:#x} halted {}", c.rip, c.segs[1].selector, c.halted);
         }
         let out = String::from_utf8_lossy(&serial.0.lock().unwrap()).to_string();
         if out.contains("login:") || out.contains("Kernel panic") {
