@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use disk::{BlockDevice, OpenOptions};
+use disk::OpenOptions;
 
 const SIZE: u64 = 64 << 20;
 const IO: usize = 4096;
