@@ -9,12 +9,12 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use des::cipher::{BlockEncrypt, KeyInit};
 
 use crate::keymap::{keysym_to_key, scancodes, Key};
-use crate::screen::{Display, Rect};
+use crate::screen::{Display, Rect, FRAME_INTERVAL};
 use crate::zrle::Zrle;
 
 /// Where key presses go: set-1 scancodes, e.g. into `I8042::queue_scancodes`.
@@ -85,6 +85,9 @@ pub fn start_vnc(
         .map_err(|source| VncError::Bind { addr: addr.to_string(), source })?;
     let local_addr =
         listener.local_addr().map_err(|source| VncError::Bind { addr: addr.to_string(), source })?;
+    if password.is_none() && !local_addr.ip().is_loopback() {
+        log::warn!("VNC on {local_addr} without a password: anyone who can reach it can type into the guest");
+    }
     display.start_renderer().map_err(VncError::Thread)?;
     let password = password.map(|p| {
         if p.len() > 8 {
@@ -479,7 +482,12 @@ fn write_loop(
     let mut size_serial = display.state().size_serial;
     let mut zrle = Zrle::new();
     let mut buf = Vec::new();
+    let mut last_send: Option<Instant> = None;
     loop {
+        // At most one update per frame interval, however fast the client asks.
+        if let Some(t) = last_send {
+            std::thread::sleep(FRAME_INTERVAL.saturating_sub(t.elapsed()));
+        }
         // Wait until the client asked and there is something to send.
         let (rects, pixels, pf, use_zrle, resize, serial) = {
             let mut st = display.state();
@@ -560,6 +568,7 @@ fn write_loop(
             }
         }
         s.write_all(&buf)?;
+        last_send = Some(Instant::now());
         // Don't keep a huge buffer after a full-screen update.
         if buf.capacity() > 16 << 20 {
             buf = Vec::new();
