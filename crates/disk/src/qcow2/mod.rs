@@ -253,17 +253,24 @@ impl Qcow2Image {
         }
     }
 
-    /// Bytes of guest data allocated in this layer.
+    /// Bytes of guest data allocated in this layer (walks the L1 and L2 tables).
     pub fn allocated_bytes(&self) -> Result<u64, DiskError> {
         let mut s = self.lock()?;
-        let mut n = 0;
-        let clusters = self.size.div_ceil(s.cs);
-        for c in 0..clusters {
-            if matches!(s.map(c)?, Map::Data { .. } | Map::Compressed { .. }) {
-                n += s.cs;
+        let mut clusters = 0u64;
+        for l1i in 0..s.l1.len() {
+            let l2_off = s.l1[l1i] & OFFSET_MASK;
+            if l2_off == 0 {
+                continue;
             }
+            let zero_flag = s.version >= 3;
+            let t = s.l2_table(l2_off)?;
+            clusters += t
+                .entries
+                .iter()
+                .filter(|&&e| e & COMPRESSED != 0 || (e & OFFSET_MASK != 0 && !(zero_flag && e & ZERO != 0)))
+                .count() as u64;
         }
-        Ok(n.min(self.size))
+        Ok((clusters * s.cs).min(self.size))
     }
 }
 
