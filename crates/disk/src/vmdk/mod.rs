@@ -241,10 +241,13 @@ impl BlockDevice for VmdkImage {
         if self.read_only {
             return Err(DiskError::ReadOnly);
         }
+        // Refuse the whole request before any part of it lands.
+        self.each_extent(offset, buf.len(), |e, _, _| match e.backend {
+            _ if e.read_only => Err(DiskError::ReadOnly),
+            Backend::Zero => Err(DiskError::Unsupported("writing to a VMDK ZERO extent".into())),
+            _ => Ok(()),
+        })?;
         self.each_extent(offset, buf.len(), |e, at, range| {
-            if e.read_only {
-                return Err(DiskError::ReadOnly);
-            }
             let data = &buf[range];
             match &e.backend {
                 Backend::Zero => Err(DiskError::Unsupported("writing to a VMDK ZERO extent".into())),
