@@ -106,6 +106,24 @@ pub fn keysym_to_key(keysym: u32) -> Option<Key> {
     }
 }
 
+/// Whether a keysym is a character typed with Shift on a US keyboard. Some clients (e.g.
+/// vncdotool's `type`) send `A` or `!` without a Shift press; the server then adds one.
+pub fn needs_shift(keysym: u32) -> bool {
+    match keysym {
+        0x41..=0x5a => true,
+        0x20..=0x7e => b"~!@#$%^&*()_+{}|:\"<>?".contains(&(keysym as u8)),
+        _ => false,
+    }
+}
+
+/// Left Shift, for the presses the server adds.
+pub const LEFT_SHIFT: Key = Key { code: 0x2a, extended: false };
+
+/// Whether `key` is either Shift.
+pub fn is_shift(key: Key) -> bool {
+    !key.extended && (key.code == 0x2a || key.code == 0x36)
+}
+
 /// The bytes a key press (`down`) or release sends: `[E0,] code` or `[E0,] code | 0x80`.
 pub fn scancodes(key: Key, down: bool) -> ([u8; 2], usize) {
     let code = if down { key.code } else { key.code | 0x80 };
@@ -142,6 +160,19 @@ mod tests {
         assert_eq!(bytes(u32::from(b'/'), true), [0x35]);
         assert_eq!(bytes(u32::from(b' '), true), [0x39]);
         assert_eq!(keysym_to_key(0xe9), None, "é is not on a US keyboard");
+    }
+
+    #[test]
+    fn shifted_characters() {
+        for c in b"AZ!@|?~\":{}<>_+" {
+            assert!(needs_shift(u32::from(*c)), "{}", *c as char);
+        }
+        for c in b"az19-=[];',./`\\ " {
+            assert!(!needs_shift(u32::from(*c)), "{}", *c as char);
+        }
+        assert!(!needs_shift(0xff0d));
+        assert!(is_shift(keysym_to_key(0xffe2).expect("Shift_R")));
+        assert!(!is_shift(keysym_to_key(0xffe3).expect("Control_L")));
     }
 
     #[test]

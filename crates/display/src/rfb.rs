@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use des::cipher::{BlockEncrypt, KeyInit};
 
-use crate::keymap::{keysym_to_key, scancodes, Key};
+use crate::keymap::{is_shift, keysym_to_key, needs_shift, scancodes, Key, LEFT_SHIFT};
 use crate::screen::{Display, Rect, FRAME_INTERVAL};
 use crate::zrle::Zrle;
 
@@ -298,7 +298,7 @@ fn serve_session(mut stream: TcpStream, display: &Display, keys: &KeySink) -> st
     let mut held: Vec<Key> = Vec::new();
     let result = read_loop(&mut stream, &client, display, keys, &mut held);
     // Release whatever the client still held down, so the guest sees no stuck keys.
-    for key in held {
+    for key in held.into_iter().rev() {
         let (b, n) = scancodes(key, false);
         keys(&b[..n]);
     }
@@ -445,13 +445,22 @@ fn read_loop(
                 let down = b[0] != 0;
                 let keysym = u32::from_be_bytes([b[3], b[4], b[5], b[6]]);
                 if let Some(key) = keysym_to_key(keysym) {
+                    let shift_held = held.iter().any(|&k| is_shift(k));
                     if down && !held.contains(&key) {
                         held.push(key);
                     } else if !down {
                         held.retain(|&k| k != key);
                     }
                     let (bytes, n) = scancodes(key, down);
-                    keys(&bytes[..n]);
+                    if down && needs_shift(keysym) && !shift_held {
+                        // The client typed a shifted character without pressing Shift.
+                        let mut seq = vec![LEFT_SHIFT.code];
+                        seq.extend_from_slice(&bytes[..n]);
+                        seq.push(LEFT_SHIFT.code | 0x80);
+                        keys(&seq);
+                    } else {
+                        keys(&bytes[..n]);
+                    }
                 }
             }
             5 => {

@@ -178,10 +178,19 @@ fn handshake_38_full_and_incremental_updates_and_keys() {
     // Pointer events and small cut text are accepted and ignored.
     c.s.write_all(&[5, 1, 0, 10, 0, 10]).unwrap();
     c.s.write_all(&[6, 0, 0, 0, 0, 0, 0, 3, b'x', b'y', b'z']).unwrap();
+    // 'A' without Shift gets a Shift around it; with Shift held (Shift_L, 'A') it does not.
+    c.s.write_all(&[4, 1, 0, 0, 0, 0, 0, b'A']).unwrap();
+    c.s.write_all(&[4, 0, 0, 0, 0, 0, 0, b'A']).unwrap();
+    c.s.write_all(&[4, 1, 0, 0, 0, 0, 0xff, 0xe1]).unwrap();
+    c.s.write_all(&[4, 1, 0, 0, 0, 0, 0, b'A']).unwrap();
     c.request(false, 0, 0, 8, 8);
     let rects = c.update();
     assert_eq!((rects[0].2, rects[0].3), (8, 8));
-    assert_eq!(*keys.lock().unwrap(), [0x1e, 0xe0, 0xc8]);
+    assert_eq!(*keys.lock().unwrap(), [0x1e, 0xe0, 0xc8, 0x2a, 0x1e, 0xaa, 0x9e, 0x2a, 0x1e]);
+    // Keys still held when the client leaves are released.
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(keys.lock().unwrap()[9..], [0x9e, 0xaa]);
 }
 
 #[test]
