@@ -97,7 +97,7 @@ fn vncdotool_screenshot_and_key() {
     let status = Command::new("timeout")
         .args(["60", "vncdo", "-s", &server, "capture"])
         .arg(&png)
-        .args(["key", "a", "key", "ctrl-c"])
+        .args(["key", "a", "key", "ctrl-c", "type", "Hi!"])
         .status()
         .unwrap();
     assert!(status.success(), "vncdo failed");
@@ -108,8 +108,12 @@ fn vncdotool_screenshot_and_key() {
     };
     assert_eq!((w, h), (720, 400));
     check(&px, &kinds, 0);
-    // 'a' press and release, then Ctrl+C: Ctrl down, c down, c up, Ctrl up.
-    assert_eq!(*keys.lock().unwrap(), [0x1e, 0x9e, 0x1d, 0x2e, 0xae, 0x9d]);
+    // 'a' press and release, then Ctrl+C: Ctrl down, c down, c up, Ctrl up; then "Hi!" typed
+    // without Shift presses, which the server adds around 'H' and '!'.
+    assert_eq!(
+        *keys.lock().unwrap(),
+        [0x1e, 0x9e, 0x1d, 0x2e, 0xae, 0x9d, 0x2a, 0x23, 0xaa, 0xa3, 0x17, 0x97, 0x2a, 0x02, 0xaa, 0x82]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
