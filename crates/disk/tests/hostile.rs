@@ -124,3 +124,43 @@ fn backing_loops_end_in_an_error() {
     assert!(disk::open(&a, OpenOptions::default()).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A qcow2 L2 entry that points at the L1 table: a write there is refused, the table survives.
+#[test]
+fn qcow2_write_into_metadata_is_refused() {
+    if !qemu_img(&["--version"]) {
+        println!("skipped: qemu-img not found");
+        return;
+    }
+    let dir = scratch("overlap");
+    let raw = dir.join("p.raw");
+    std::fs::write(&raw, vec![0x55u8; 1 << 20]).expect("raw");
+    let img = dir.join("x.qcow2");
+    assert!(qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        raw.to_str().expect("utf8"),
+        img.to_str().expect("utf8")
+    ]));
+    let mut bytes = std::fs::read(&img).expect("read");
+    let be64 = |b: &[u8], at: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[at..at + 8]);
+        u64::from_be_bytes(a)
+    };
+    let l1_offset = be64(&bytes, 40) as usize;
+    let l2_offset = (be64(&bytes, l1_offset) & 0x00ff_ffff_ffff_fe00) as usize;
+    let evil = (l1_offset as u64 | 1 << 63).to_be_bytes();
+    bytes[l2_offset..l2_offset + 8].copy_from_slice(&evil);
+    std::fs::write(&img, &bytes).expect("write");
+    let d = disk::open(&img, OpenOptions::default()).expect("open");
+    let e = d.write_at(&[0xffu8; 512], 0).expect_err("refused");
+    assert!(matches!(e, DiskError::Corrupt(_)), "{e}");
+    drop(d);
+    let after = std::fs::read(&img).expect("read");
+    assert_eq!(&after[l1_offset..l1_offset + 8], &bytes[l1_offset..l1_offset + 8]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
