@@ -5,6 +5,23 @@
 //! page (dropped when the page is written), linear addresses go through a software TLB that
 //! maps straight to host pointers, arithmetic flags are computed lazily, REP MOVS/STOS copy a
 //! page at a time, and interrupts are checked between blocks of instructions.
+//!
+//! Wiring (the machine builder, `--accel interp`):
+//! ```ignore
+//! let platform = irqchip::Platform::new(cpus);            // PIC, PIT, IOAPIC, LAPICs
+//! let irq: Arc<dyn InterruptController> = platform.clone(); // for every device's IrqLine
+//! let devs = platform.bus_devices();
+//! for r in devs.pio { buses.pio.insert(r.base, r.len, r.device)?; }   // 0x20, 0xa0, 0x4d0, 0x40, 0x61
+//! for r in devs.mmio { buses.mmio.insert(r.base, r.len, r.device)?; } // IOAPIC at 0xfec00000
+//! for id in 0..cpus {
+//!     let mut v = x86::InterpVcpu::new(&memory, layout.bios_base(), id, Some(platform.clone()));
+//!     if let (0, Some(entry)) = (id, &kernel_entry) { v.set_long_mode_entry(entry); }
+//!     power.add_vcpu(v.kicker());
+//!     vcpus.push(Box::new(v));
+//! }
+//! ```
+//! The local APIC page (0xfee00000) is handled inside each vCPU; everything else that is not
+//! RAM goes to the `IoHandler` given to `run`.
 
 mod cpu;
 mod decode;

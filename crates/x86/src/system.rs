@@ -627,7 +627,7 @@ impl Cpu {
                     | 1 << 24 // FXSR
                     | 1 << 25 // SSE
                     | 1 << 26; // SSE2
-                let ecx = 1 << 13 | 1 << 23; // CX16, POPCNT
+                let ecx = 1 << 13 | 1 << 23 | 1 << 30; // CX16, POPCNT, RDRAND
                 [0x0000_0f61, (self.id << 24) | (1 << 16) | (8 << 8), ecx, edx]
             }
             0x8000_0000 => [0x8000_0008, VENDOR[0], VENDOR[2], VENDOR[1]],
@@ -663,6 +663,20 @@ impl Cpu {
                 self.regs[2] = t >> 32;
                 if m == M::Rdtscp {
                     self.regs[1] = self.tsc_aux & 0xffff_ffff;
+                }
+            }
+            M::Rdrand => {
+                // Host randomness (the OS's CSPRNG), so that the guest's RNG is ready at once.
+                let size = self.op_size(ins, 0);
+                match host_random() {
+                    Some(v) => {
+                        self.wr(ins, 0, v & flags::mask(size))?;
+                        self.set_status(flags::STATUS, flags::CF);
+                    }
+                    None => {
+                        self.wr(ins, 0, 0)?;
+                        self.set_status(flags::STATUS, 0);
+                    }
                 }
             }
             M::Rdmsr => {
@@ -871,4 +885,25 @@ impl Cpu {
         }
         Err(ud())
     }
+}
+
+/// Eight bytes from the host's random device, read through a small buffer.
+fn host_random() -> Option<u64> {
+    use std::io::Read;
+    use std::sync::Mutex;
+    static POOL: Mutex<(Vec<u8>, Option<std::fs::File>)> = Mutex::new((Vec::new(), None));
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.0.len() < 8 {
+        if pool.1.is_none() {
+            pool.1 = std::fs::File::open("/dev/urandom").ok();
+        }
+        let mut buf = [0u8; 512];
+        pool.1.as_mut()?.read_exact(&mut buf).ok()?;
+        pool.0.extend_from_slice(&buf);
+    }
+    let n = pool.0.len();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&pool.0[n - 8..]);
+    pool.0.truncate(n - 8);
+    Some(u64::from_le_bytes(b))
 }

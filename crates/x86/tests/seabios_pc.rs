@@ -4,10 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use machine::bus::Offset;
 use machine::bus::SharedDevice;
 use machine::cmos::{Cmos, CMOS_PORT};
 use machine::debugcon::{DebugCon, DEBUGCON_PORT};
 use machine::fw_cfg::{key, FwCfg, FW_CFG_PORT, FW_CFG_PORT_LEN};
+use machine::i8042::{I8042, I8042_PORT, KEYBOARD_IRQ};
 use machine::io::IoBuses;
 use machine::irq::{InterruptController, IrqLine};
 use machine::memory::MemoryLayout;
@@ -69,6 +71,9 @@ fn seabios_post_reaches_the_boot_stage() {
         )
         .unwrap();
     buses.pio.insert(PORT92, 1, shared(Port92::new(power.clone()))).unwrap();
+    let kbd: SharedDevice = shared(I8042::new(IrqLine::new(irq.clone(), KEYBOARD_IRQ), power.clone()));
+    buses.pio.insert(I8042_PORT, 1, kbd.clone()).unwrap();
+    buses.pio.insert(I8042_PORT + 4, 1, shared(Offset::new(kbd, 4))).unwrap();
     let mut pci = PciRoot::new(buses.pio.clone(), buses.mmio.clone(), power.clone());
     pci.add(0, Arc::new(Mutex::new(HostBridge::new())));
     pci.add(1, Arc::new(Mutex::new(Piix3::new())));
@@ -91,7 +96,7 @@ fn seabios_post_reaches_the_boot_stage() {
     let t = Instant::now();
     let mut done = false;
     while t.elapsed().as_secs() < 60 {
-        vcpu.run_for(&buses, 1_000_000).unwrap();
+        vcpu.run_for(&buses, 50_000).unwrap();
         let log = String::from_utf8_lossy(&debug.0.lock().unwrap()).to_string();
         if log.contains("No bootable device") || log.contains("Booting from") {
             done = true;
