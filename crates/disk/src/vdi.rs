@@ -84,6 +84,9 @@ impl VdiImage {
         if offset_bmap < 512 || offset_bmap + blocks * 4 > offset_data || u64::from(allocated) > blocks {
             return Err(corrupt("the VDI block map and data area overlap"));
         }
+        if offset_bmap + blocks * 4 > file.metadata()?.len() {
+            return Err(corrupt("the VDI block map lies past the end of the file"));
+        }
         let mut bytes = bounded_vec::<u8>(blocks * 4, MAX_BLOCKS * 4, "the VDI block map")?;
         read_exact(&file, &mut bytes, offset_bmap, "the VDI block map")?;
         let bmap: Vec<u32> = bytes.chunks_exact(4).map(|c| le32(c, 0)).collect();

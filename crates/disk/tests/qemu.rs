@@ -279,7 +279,15 @@ fn info_matches_qemu_img() {
     let dir = TempDir::new("info");
     let raw = dir.path("pattern.raw");
     std::fs::write(&raw, pattern()).expect("pattern");
-    for (fmt, opt) in [("vmdk", ""), ("qcow2", ""), ("vdi", ""), ("vmdk", "subformat=streamOptimized")] {
+    for (fmt, opt) in [
+        ("vmdk", ""),
+        ("qcow2", ""),
+        ("vdi", ""),
+        ("vdi", "static=on"),
+        ("vhdx", ""),
+        ("vmdk", "subformat=streamOptimized"),
+        ("vmdk", "subformat=twoGbMaxExtentSparse"),
+    ] {
         let img = dir.path(&format!("i-{fmt}-{}.img", opt.len()));
         let mut args = vec!["convert", "-f", "raw", "-O", fmt];
         if !opt.is_empty() {

@@ -147,6 +147,12 @@ impl Qcow2Image {
         }
         let cs = h.cluster_size();
         let file_len = file.metadata()?.len();
+        // Tables must lie inside the file before we allocate memory for them.
+        if h.l1_offset.saturating_add(h.l1_size * 8) > file_len
+            || h.rt_offset.saturating_add(h.rt_clusters * cs) > file_len
+        {
+            return Err(corrupt("the qcow2 L1 or refcount table lies past the end of the file"));
+        }
         let mut l1_bytes = vec![0u8; (h.l1_size * 8) as usize];
         read_exact(&file, &mut l1_bytes, h.l1_offset, "the qcow2 L1 table")?;
         let l1: Vec<u64> = l1_bytes.chunks_exact(8).map(|c| be64(c, 0)).collect();

@@ -143,9 +143,12 @@ impl SparseExtent {
             return Err(corrupt(format!("the VMDK extent claims {} sectors, too many", header.capacity)));
         }
         let read_dir = |offset: u64, what: &str| -> Result<Vec<u32>, DiskError> {
-            let mut bytes = bounded_vec::<u8>(gd_len * 4, MAX_GD_ENTRIES * 4, what)?;
             let at =
                 offset.checked_mul(SECTOR_SIZE).ok_or_else(|| corrupt(format!("{what} offset overflows")))?;
+            if at.saturating_add(gd_len * 4) > file_len {
+                return Err(corrupt(format!("{what} lies past the end of the file")));
+            }
+            let mut bytes = bounded_vec::<u8>(gd_len * 4, MAX_GD_ENTRIES * 4, what)?;
             read_exact(&file, &mut bytes, at, what)?;
             Ok(bytes.chunks_exact(4).map(|c| le32(c, 0)).collect())
         };
