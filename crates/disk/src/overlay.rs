@@ -10,7 +10,8 @@ use crate::{detect_format, BlockDevice, DiskError, Format, OpenOptions};
 static SNAPSHOT_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Puts a private overlay in `$TMPDIR` in front of `base`; the file is unlinked at once, so it
-/// disappears when the device is dropped or the process dies.
+/// disappears when the device is dropped or the process dies. Its tables stay in memory and
+/// guest flushes cost nothing: none of it has to survive a crash.
 pub(crate) fn snapshot(base: Box<dyn BlockDevice>) -> Result<Box<dyn BlockDevice>, DiskError> {
     let path = std::env::temp_dir().join(format!(
         "chr-vmm-snapshot-{}-{}.qcow2",
@@ -26,6 +27,7 @@ pub(crate) fn snapshot(base: Box<dyn BlockDevice>) -> Result<Box<dyn BlockDevice
     std::fs::remove_file(&path)?;
     qcow2::create(&file, base.size(), None)?;
     let image = Qcow2Image::from_file(file, &path, OpenOptions::default(), Backing::Device(base))?;
+    image.set_volatile()?;
     Ok(Box::new(image))
 }
 

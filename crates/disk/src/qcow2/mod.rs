@@ -77,6 +77,9 @@ struct State {
     data_dirty: bool,
     backing: Option<Box<dyn BlockDevice>>,
     last_compressed: Option<(u64, Vec<u8>)>,
+    /// A private snapshot overlay: nothing needs to survive, so flushes do nothing and the
+    /// tables live in memory only.
+    volatile: bool,
 }
 
 /// An open qcow2 image.
@@ -219,6 +222,7 @@ impl Qcow2Image {
             data_dirty: false,
             backing: backing_dev,
             last_compressed: None,
+            volatile: false,
         };
         Ok(Qcow2Image {
             state: Mutex::new(state),
@@ -229,6 +233,12 @@ impl Qcow2Image {
             backing_format: h.backing_format,
             version: h.version,
         })
+    }
+
+    /// Marks the image as a throw-away overlay whose flushes need not reach the disk.
+    pub(crate) fn set_volatile(&self) -> Result<(), DiskError> {
+        self.lock()?.volatile = true;
+        Ok(())
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, State>, DiskError> {
@@ -519,7 +529,7 @@ impl State {
     }
 
     fn flush(&mut self) -> Result<(), DiskError> {
-        if self.read_only {
+        if self.read_only || self.volatile {
             return Ok(());
         }
         let rb_dirty = self.refblocks.values().any(|b| b.dirty);
