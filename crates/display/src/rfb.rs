@@ -1,5 +1,6 @@
 //! A small RFB (VNC) server: protocol 3.3/3.7/3.8, None and VNC authentication, Raw and ZRLE,
-//! DesktopSize, key events to PS/2 set-1 scancodes.
+//! DesktopSize, key events (X11 keysyms, or QEMU extended key events with XT keycodes) to PS/2
+//! set-1 scancodes.
 //!
 //! Each client has a reader thread (its messages) and a writer thread (its updates). The
 //! writer sends only when its client asked, only what changed, and a client that stops reading
@@ -32,6 +33,9 @@ const MAX_RECTS: usize = 64;
 const ENC_RAW: i32 = 0;
 const ENC_ZRLE: i32 = 16;
 const ENC_DESKTOP_SIZE: i32 = -223;
+/// QEMU's extended key events: the client sends the key's XT scancode beside the keysym, so
+/// keys arrive as pressed whatever the client's keyboard layout.
+const ENC_QEMU_EXTENDED_KEYS: i32 = -258;
 
 /// Why the VNC server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +236,8 @@ struct ClientState {
     pf: PixelFormat,
     zrle: bool,
     desktop_size: bool,
+    /// The client asked for extended key events and has not yet been told they are on.
+    ext_keys_ack: bool,
     request: Option<(bool, Rect)>,
     gone: bool,
 }
@@ -423,6 +429,7 @@ fn read_loop(
                 let mut st = client.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.zrle = encs.iter().find(|&&e| e == ENC_RAW || e == ENC_ZRLE) == Some(&ENC_ZRLE);
                 st.desktop_size = encs.contains(&ENC_DESKTOP_SIZE);
+                st.ext_keys_ack = encs.contains(&ENC_QEMU_EXTENDED_KEYS);
             }
             3 => {
                 let mut b = [0u8; 9];
@@ -476,6 +483,35 @@ fn read_loop(
                 }
                 std::io::copy(&mut s.take(u64::from(len)), &mut std::io::sink())?;
             }
+            255 => {
+                // QEMU client message; subtype 0 is the extended key event.
+                let mut sub = [0u8; 1];
+                s.read_exact(&mut sub)?;
+                if sub[0] != 0 {
+                    return Err(io_err(format!("unknown QEMU client message {}", sub[0])));
+                }
+                let mut b = [0u8; 11];
+                s.read_exact(&mut b[1..])?;
+                let down = u16::from_be_bytes([b[1], b[2]]) != 0;
+                let keysym = u32::from_be_bytes([b[3], b[4], b[5], b[6]]);
+                let keycode = u32::from_be_bytes([b[7], b[8], b[9], b[10]]);
+                // XT keycode, 0x80 set for the E0-prefixed keys; fall back to the keysym.
+                let key = match u8::try_from(keycode) {
+                    Ok(code) if code & 0x7f != 0 => {
+                        Some(Key { code: code & 0x7f, extended: code & 0x80 != 0 })
+                    }
+                    _ => keysym_to_key(keysym),
+                };
+                if let Some(key) = key {
+                    if down && !held.contains(&key) {
+                        held.push(key);
+                    } else if !down {
+                        held.retain(|&k| k != key);
+                    }
+                    let (bytes, n) = scancodes(key, down);
+                    keys(&bytes[..n]);
+                }
+            }
             other => return Err(io_err(format!("unknown client message {other}"))),
         }
     }
@@ -498,7 +534,7 @@ fn write_loop(
             std::thread::sleep(FRAME_INTERVAL.saturating_sub(t.elapsed()));
         }
         // Wait until the client asked and there is something to send.
-        let (rects, pixels, pf, use_zrle, resize, serial) = {
+        let (rects, pixels, pf, use_zrle, resize, serial, ext_keys_ack) = {
             let mut st = display.state();
             loop {
                 let cs = client.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -507,7 +543,7 @@ fn write_loop(
                 }
                 if let Some((incremental, _)) = cs.request {
                     let resized = st.size_serial != size_serial;
-                    if !incremental || resized || st.serial > sent_serial {
+                    if !incremental || resized || st.serial > sent_serial || cs.ext_keys_ack {
                         break;
                     }
                 }
@@ -541,7 +577,7 @@ fn write_loop(
                 h: area.h.min(size.1.saturating_sub(area.y)),
             };
             let mut rects = st.changed_since(since, area);
-            if rects.is_empty() && incremental && resize.is_none() {
+            if rects.is_empty() && incremental && resize.is_none() && !cs.ext_keys_ack {
                 // Changes elsewhere: keep waiting for changes inside the requested area.
                 sent_serial = st.serial;
                 continue;
@@ -555,15 +591,19 @@ fn write_loop(
             }
             let pixels: Vec<Vec<u32>> = rects.iter().map(|&r| st.copy_rect(r)).collect();
             cs.request = None;
-            (rects, pixels, cs.pf, cs.zrle, resize, st.serial)
+            let ext_keys_ack = std::mem::take(&mut cs.ext_keys_ack);
+            (rects, pixels, cs.pf, cs.zrle, resize, st.serial, ext_keys_ack)
         };
         sent_serial = serial;
         buf.clear();
-        let count = rects.len() + usize::from(resize.is_some());
+        let count = rects.len() + usize::from(resize.is_some()) + usize::from(ext_keys_ack);
         buf.extend_from_slice(&[0, 0]);
         buf.extend_from_slice(&(count as u16).to_be_bytes());
         if let Some((w, h)) = resize {
             rect_header(&mut buf, Rect { x: 0, y: 0, w, h }, ENC_DESKTOP_SIZE);
+        }
+        if ext_keys_ack {
+            rect_header(&mut buf, Rect { x: 0, y: 0, w: 0, h: 0 }, ENC_QEMU_EXTENDED_KEYS);
         }
         for (r, px) in rects.iter().zip(&pixels) {
             if use_zrle {

@@ -118,6 +118,7 @@ impl Client {
                     self.height = hh;
                     Vec::new()
                 }
+                -258 => Vec::new(),
                 other => panic!("unexpected encoding {other}"),
             };
             rects.push((x, y, w, hh, enc, px));
@@ -375,4 +376,36 @@ fn server_init_has_the_current_size_after_an_unwatched_mode_change() {
     rig.vbe(4, 0x01);
     let c = Client::open_38(addr);
     assert_eq!((c.width, c.height), (640, 480));
+}
+
+#[test]
+fn qemu_extended_key_events() {
+    let rig = Rig::new();
+    rig.text_mode();
+    let (addr, keys) = serve(&rig, None);
+    let mut c = Client::open_38(addr);
+    c.set_encodings(&[0, -258]);
+    c.request(true, 0, 0, 720, 400);
+    // The server confirms the extension with a pseudo-rectangle.
+    let rects = c.update();
+    assert!(rects.iter().any(|r| r.4 == -258), "{:?}", rects.iter().map(|r| r.4).collect::<Vec<_>>());
+    let event = |down: u16, keysym: u32, keycode: u32| {
+        let mut m = vec![255, 0];
+        m.extend_from_slice(&down.to_be_bytes());
+        m.extend_from_slice(&keysym.to_be_bytes());
+        m.extend_from_slice(&keycode.to_be_bytes());
+        m
+    };
+    // Up arrow by XT keycode (0x80 | 0x48 = E0 48); 'q' on an AZERTY keyboard is the 'a'
+    // position (keysym 'a', keycode 0x10): the keycode wins; keycode 0 falls back to the keysym.
+    c.s.write_all(&event(1, 0xff52, 0xc8)).unwrap();
+    c.s.write_all(&event(0, 0xff52, 0xc8)).unwrap();
+    c.s.write_all(&event(1, u32::from(b'a'), 0x10)).unwrap();
+    c.s.write_all(&event(1, u32::from(b'z'), 0)).unwrap();
+    c.request(false, 0, 0, 8, 8);
+    c.update();
+    assert_eq!(*keys.lock().unwrap(), [0xe0, 0x48, 0xe0, 0xc8, 0x10, 0x2c]);
+    // Another QEMU subtype is not understood: the client is dropped.
+    c.s.write_all(&[255, 1, 0, 0]).unwrap();
+    assert!(is_closed(&mut c.s));
 }
