@@ -12,6 +12,16 @@
 //! Crash safety: sparse formats write new data first and the tables that point to it only at
 //! [`BlockDevice::flush`] (or on drop), each layer synced before the next, so a killed VMM leaves
 //! an image with leaked space at most.
+//!
+//! What the binary calls:
+//! - `chr-vmm run DISK`: `open(path, OpenOptions::default())`;
+//!   `--snapshot`: `open(path, OpenOptions { snapshot: true, ..Default::default() })`;
+//!   `--overlay FILE`: `open_with_overlay(base, overlay, OpenOptions::default())`.
+//! - `chr-vmm info [--json] DISK`: `info(path)?`, printed with `Display` or `to_json()`.
+//!
+//! Detection trusts the file's first bytes. A guest that owns a raw disk can write a qcow2 header
+//! into it; whoever opens such a disk again should pass [`OpenOptions::format`]
+//! (`Some(Format::Raw)`), as QEMU users pass `format=raw`.
 
 mod detect;
 mod error;
@@ -61,8 +71,9 @@ pub trait BlockDevice: Send + Sync {
 pub struct OpenOptions {
     /// Refuse guest writes and open the file read-only.
     pub read_only: bool,
-    /// Open the image read-only and send writes to a private temporary overlay that disappears
-    /// when the device is dropped; the image stays byte-identical.
+    /// Open the image read-only and send writes to a private temporary overlay (an unlinked
+    /// qcow2 file in `$TMPDIR`) that disappears when the device is dropped; the image stays
+    /// byte-identical. Ignored together with `read_only`.
     pub snapshot: bool,
     /// Skip content detection and open the image as this format (for images whose first sector
     /// the guest controls, where detection could be fooled).
@@ -82,7 +93,7 @@ pub fn check_range(offset: u64, len: usize, size: u64) -> Result<(), DiskError> 
 
 /// Opens the image at `path`, detecting its format from its content.
 pub fn open(path: &Path, options: OpenOptions) -> Result<Box<dyn BlockDevice>, DiskError> {
-    if options.snapshot {
+    if options.snapshot && !options.read_only {
         let base = open(
             path,
             OpenOptions {
