@@ -304,3 +304,35 @@ fn info_matches_qemu_img() {
         assert!(ours.to_string().contains("virtual size: 8 MiB (8388608 bytes)"));
     }
 }
+
+/// 512-byte clusters: the refcount table qemu-img made covers 8 MiB of file, so 16 MiB of
+/// writes make it move (several times) to the end of the file.
+#[test]
+fn qcow2_refcount_table_grows() {
+    if !have_qemu_img() {
+        return;
+    }
+    let dir = TempDir::new("rtgrow");
+    let img = dir.path("small.qcow2");
+    let (ok, out) = qemu_img(&["create", "-q", "-f", "qcow2", "-o", "cluster_size=512", s(&img), "32M"]);
+    assert!(ok, "{out}");
+    let mut reference = vec![0u8; 32 << 20];
+    {
+        let d = disk::open(&img, OpenOptions::default()).expect("open");
+        let chunk = 64 * 1024;
+        for i in 0..256usize {
+            let at = (i * 2 * chunk) as u64;
+            let buf: Vec<u8> = (0..chunk).map(|j| (i * 7 + j) as u8 | 1).collect();
+            d.write_at(&buf, at).expect("write");
+            reference[at as usize..at as usize + chunk].copy_from_slice(&buf);
+            if i % 16 == 15 {
+                d.flush().expect("flush");
+            }
+        }
+        assert!(read_all(&*d) == reference);
+    }
+    let raw = dir.path("ref.raw");
+    std::fs::write(&raw, &reference).expect("reference");
+    check_clean(&img, "qcow2");
+    compare(&raw, &img);
+}

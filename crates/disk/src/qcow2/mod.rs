@@ -69,6 +69,10 @@ struct State {
     rt: Vec<u64>,
     rt_offset: u64,
     rt_dirty: bool,
+    /// The refcount table moved: the header must point to it (after it is written).
+    rt_moved: bool,
+    /// Host clusters of an old refcount table, freed once the header no longer points to them.
+    rt_retired: Option<(u64, u64)>,
     refblocks: HashMap<u64, RefBlock>,
     refs_per_block: u64,
     /// Host clusters holding metadata: guest data must never be written there.
@@ -215,6 +219,8 @@ impl Qcow2Image {
             rt,
             rt_offset: h.rt_offset,
             rt_dirty: false,
+            rt_moved: false,
+            rt_retired: None,
             refblocks: HashMap::new(),
             refs_per_block: (cs * 8) >> h.refcount_order,
             metadata,
@@ -405,10 +411,16 @@ impl State {
 
     fn refblock(&mut self, block: u64) -> Result<&mut RefBlock, DiskError> {
         if !self.refblocks.contains_key(&block) {
+            if block as usize >= self.rt.len() {
+                self.grow_refcount_table(block)?;
+                // Growing made the block (in the cache); do not read it back over itself.
+                return self
+                    .refblocks
+                    .get_mut(&block)
+                    .ok_or_else(|| corrupt("the qcow2 refcount table did not grow far enough"));
+            }
             let Some(&rte) = self.rt.get(block as usize) else {
-                return Err(DiskError::Unsupported(
-                    "growing a full qcow2 refcount table; convert the image with qemu-img".into(),
-                ));
+                return Err(corrupt("the qcow2 refcount table did not grow far enough"));
             };
             let off = rte & OFFSET_MASK;
             let counts = if off == 0 {
@@ -440,6 +452,59 @@ impl State {
             self.refblocks.insert(block, RefBlock { counts, dirty: false });
         }
         self.refblocks.get_mut(&block).ok_or_else(|| corrupt("the qcow2 refcount cache lost a block"))
+    }
+
+    /// Moves the refcount table to the end of the file, large enough for refcount block `block`
+    /// and for itself, with new refcount blocks right after it covering the new clusters.
+    fn grow_refcount_table(&mut self, block: u64) -> Result<(), DiskError> {
+        let per = self.refs_per_block;
+        let entries_per_cluster = self.cs / 8;
+        let old_len = self.rt.len() as u64;
+        let start = self.next_free;
+        let (mut table, mut blocks) = (1u64, 0u64);
+        loop {
+            let end = start + table + blocks;
+            let needed = end.div_ceil(per).max(block + 1);
+            let want_table = needed.div_ceil(entries_per_cluster) + 1;
+            let want_blocks = needed.saturating_sub(old_len);
+            if want_table <= table && want_blocks <= blocks {
+                break;
+            }
+            table = table.max(want_table);
+            blocks = blocks.max(want_blocks);
+        }
+        if table * self.cs > 64 << 20 {
+            return Err(DiskError::Unsupported("a qcow2 refcount table larger than 64 MiB".into()));
+        }
+        let zero = vec![0u8; self.cs as usize];
+        self.rt.resize((table * entries_per_cluster) as usize, 0);
+        for i in 0..blocks {
+            let c = start + table + i;
+            self.file.write_all_at(&zero, c * self.cs)?;
+            self.rt[(old_len + i) as usize] = c * self.cs;
+            self.metadata.insert(c);
+            let counts = vec![0u16; per as usize];
+            self.refblocks.insert(old_len + i, RefBlock { counts, dirty: true });
+        }
+        for c in start..start + table {
+            self.file.write_all_at(&zero, c * self.cs)?;
+            self.metadata.insert(c);
+        }
+        let old =
+            (self.rt_offset / self.cs, self.rt_offset / self.cs + old_len.div_ceil(entries_per_cluster));
+        self.next_free = start + table + blocks;
+        for c in start..self.next_free {
+            self.set_refcount(c, 1)?;
+        }
+        self.rt_offset = start * self.cs;
+        self.rt_dirty = true;
+        self.rt_moved = true;
+        // Freed after the header switch; if a retired table is still pending, keep the older one
+        // leaked rather than risk freeing something the header still names.
+        if self.rt_retired.is_none() {
+            self.rt_retired = Some(old);
+        }
+        Ok(())
     }
 
     fn refcount(&mut self, cluster: u64) -> Result<u16, DiskError> {
@@ -528,34 +593,63 @@ impl State {
         Ok(())
     }
 
+    /// Writes the dirty refcount blocks and syncs.
+    fn write_refblocks(&mut self) -> Result<(), DiskError> {
+        for (&block, b) in self.refblocks.iter_mut().filter(|(_, b)| b.dirty) {
+            let off = self.rt.get(block as usize).copied().unwrap_or(0) & OFFSET_MASK;
+            if off == 0 {
+                return Err(corrupt("a dirty qcow2 refcount block has no place in the file"));
+            }
+            let bytes: Vec<u8> = b.counts.iter().flat_map(|c| c.to_be_bytes()).collect();
+            self.file.write_all_at(&bytes, off)?;
+            b.dirty = false;
+        }
+        sync(&self.file)
+    }
+
     fn flush(&mut self) -> Result<(), DiskError> {
         if self.read_only || self.volatile {
             return Ok(());
         }
         let rb_dirty = self.refblocks.values().any(|b| b.dirty);
         let l2_dirty = self.l2.values().any(|t| t.dirty);
-        if !(self.data_dirty || rb_dirty || self.rt_dirty || l2_dirty || self.l1_dirty) {
+        if !(self.data_dirty
+            || rb_dirty
+            || self.rt_dirty
+            || l2_dirty
+            || self.l1_dirty
+            || self.rt_retired.is_some())
+        {
             return Ok(());
         }
         sync(&self.file)?;
         self.data_dirty = false;
         if rb_dirty {
-            for (&block, b) in self.refblocks.iter_mut().filter(|(_, b)| b.dirty) {
-                let off = self.rt.get(block as usize).copied().unwrap_or(0) & OFFSET_MASK;
-                if off == 0 {
-                    return Err(corrupt("a dirty qcow2 refcount block has no place in the file"));
-                }
-                let bytes: Vec<u8> = b.counts.iter().flat_map(|c| c.to_be_bytes()).collect();
-                self.file.write_all_at(&bytes, off)?;
-                b.dirty = false;
-            }
-            sync(&self.file)?;
+            self.write_refblocks()?;
         }
         if self.rt_dirty {
             let bytes: Vec<u8> = self.rt.iter().flat_map(|c| c.to_be_bytes()).collect();
             self.file.write_all_at(&bytes, self.rt_offset)?;
             sync(&self.file)?;
             self.rt_dirty = false;
+            if self.rt_moved {
+                // rt_offset and rt_clusters are adjacent header fields: one write switches both.
+                let mut h = [0u8; 12];
+                h[..8].copy_from_slice(&self.rt_offset.to_be_bytes());
+                h[8..].copy_from_slice(&((self.rt.len() as u64 * 8 / self.cs) as u32).to_be_bytes());
+                self.file.write_all_at(&h, 48)?;
+                sync(&self.file)?;
+                self.rt_moved = false;
+            }
+        }
+        if !self.rt_moved {
+            if let Some((first, end)) = self.rt_retired.take() {
+                for c in first..end {
+                    self.metadata.remove(&c);
+                }
+                self.release(first, end - 1)?;
+                self.write_refblocks()?;
+            }
         }
         if l2_dirty {
             for (&off, t) in self.l2.iter_mut().filter(|(_, t)| t.dirty) {
