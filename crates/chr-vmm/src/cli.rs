@@ -97,6 +97,11 @@ pub struct RunArgs {
     /// The guest's serial console: stdio, telnet:HOST:PORT, unix:PATH, file:PATH or none.
     #[arg(long, default_value = "stdio", value_parser = parse_serial)]
     pub serial: SerialSpec,
+    /// Add a virtio-net card (repeatable: guest ether1, ether2, ...). `user[,hostfwd=tcp::8080-:80]
+    /// [,routeros][,net=CIDR]` needs no privileges; `tap=IFNAME`; `packet=IFNAME` uses an
+    /// existing interface (a container's ethN). Options: `mac=`, `mtu=`.
+    #[arg(long = "net", value_name = "SPEC")]
+    pub nets: Vec<net::NetSpec>,
     /// Discard all guest writes when the VM exits; the image is opened read-only.
     #[arg(long)]
     pub snapshot: bool,

@@ -53,7 +53,14 @@ pub struct MachineConfig {
     pub kernel: Option<KernelBoot>,
     /// The boot disk and its virtio-blk serial number.
     pub disk: (Arc<dyn BlockDevice>, String),
+    /// Network cards, in guest order.
+    pub nets: Vec<net::NetSpec>,
 }
+
+/// The first NIC's slot; further NICs follow it.
+const FIRST_NIC_SLOT: usize = 4;
+/// How many NICs fit on bus 0 after the fixed devices.
+pub const MAX_NICS: usize = 32 - FIRST_NIC_SLOT;
 
 /// Where PCI devices go: slot 2 is kept for VGA, as on QEMU's pc machine.
 const DISK_SLOT: usize = 3;
@@ -82,12 +89,25 @@ pub struct Machine {
     _kvm: Option<kvm::KvmVm>,
 }
 
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // Drop every device now (stopping virtio workers and freeing backends such as port
+        // forwards) rather than leaking them through the PCI root <-> bus reference cycle.
+        self.buses.pio.clear();
+        self.buses.mmio.clear();
+    }
+}
+
 fn shared<T: machine::bus::BusDevice + 'static>(dev: T) -> Arc<Mutex<T>> {
     Arc::new(Mutex::new(dev))
 }
 
 fn add_pio(buses: &IoBuses, base: u64, len: u64, dev: SharedDevice) -> Result<(), VmError> {
     buses.pio.insert(base, len, dev).map_err(|e| VmError::Build(format!("port {base:#x}: {e}")))
+}
+
+fn format_mac(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// Builds the machine described by `cfg`.
@@ -164,6 +184,16 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     )
     .map_err(|e| VmError::Build(format!("virtio-blk: {e}")))?;
     pci.add(DISK_SLOT, Arc::new(Mutex::new(blk)));
+    for (i, spec) in cfg.nets.iter().enumerate().take(MAX_NICS) {
+        let slot = FIRST_NIC_SLOT + i;
+        let backend = net::open(spec)?;
+        log::info!("NIC {} ({}): {}", i + 1, format_mac(spec.mac_for(i)), backend.describe());
+        let card = virtio::net::Net::new(backend, spec.mac_for(i), spec.mtu);
+        let intx = IrqLine::new(irq.clone(), intx_gsi(slot));
+        let nic = VirtioPci::new(Box::new(card), memory.clone(), intx, irq.clone())
+            .map_err(|e| VmError::Build(format!("virtio-net: {e}")))?;
+        pci.add(slot, Arc::new(Mutex::new(nic)));
+    }
     add_pio(&buses, PCI_CONFIG_PORT, 8, shared(pci))?;
 
     // Firmware configuration.

@@ -37,6 +37,9 @@ pub enum VmError {
     /// Direct kernel boot problems.
     #[error(transparent)]
     Boot(#[from] machine::linux_boot::BootError),
+    /// Network backend problems.
+    #[error(transparent)]
+    Net(#[from] net::OpenError),
     /// KVM problems.
     #[cfg(target_arch = "x86_64")]
     #[error(transparent)]

@@ -73,6 +73,12 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
     let (tx, rx) = channel();
     signals::start(tx.clone())?;
     check_host_memory(args.memory)?;
+    if args.nets.len() > machine_builder::MAX_NICS {
+        return Err(VmError::Build(format!(
+            "at most {} --net cards fit on the PCI bus",
+            machine_builder::MAX_NICS
+        )));
+    }
     let accel = choose_accel(args.accel)?;
     let bios_path = firmware::find(args.firmware.as_deref(), firmware::BIOS_NAME)?;
     let bios = firmware::load(&bios_path)?;
@@ -101,6 +107,7 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
             cmdline: args.cmdline.clone(),
         }),
         disk: (disk, disk_serial),
+        nets: args.nets.clone(),
     };
     loop {
         match boot_once(&cfg, &console, &rx, &tx)? {

@@ -1,6 +1,7 @@
 //! The KVM path end to end on a real (nested) KVM: the test guest boots over virtio-blk to its
 //! login prompt with 1 and 2 vCPUs, comes back after a guest reboot, exits 0 when the guest
-//! powers off, and powers the guest off on SIGTERM; a direct kernel boot (`--kernel`) with two
+//! powers off, and powers the guest off on SIGTERM; user-mode networking leases it an address
+//! and forwards a host port to its HTTP server; a direct kernel boot (`--kernel`) with two
 //! vCPUs finds its disk and powers off through ACPI. Runs inside ../shared/tools/nested-kvm/run-nested.sh (QEMU TCG with an emulated
 //! AMD CPU whose nested SVM gives a hardware-style /dev/kvm).
 
@@ -16,9 +17,9 @@ VMM=/payload/chr-vmm
 DISK=/payload/guest.img
 wait_for() { # file pattern seconds
   i=0; while [ $i -lt $(($3 * 10)) ]; do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; i=$((i+1)); done; return 1; }
-boot() { # name cpus
+boot() { # name cpus [extra args]
   rm -f /tmp/in /tmp/serial; mkfifo /tmp/in
-  $VMM run --accel kvm --cpus $2 --firmware /payload/bios-256k.bin $DISK < /tmp/in > /tmp/serial 2>/tmp/vmm.log &
+  $VMM run --accel kvm --cpus $2 --firmware /payload/bios-256k.bin $3 $DISK < /tmp/in > /tmp/serial 2>/tmp/vmm.log &
   PID=$!; exec 3>/tmp/in
   if wait_for /tmp/serial "MikroTik Login:" 90; then echo "SCENARIO $1 login-ok"; else echo "SCENARIO $1 login-missing"; fi
 }
@@ -28,7 +29,10 @@ finish() { # name
   exec 3>&-
   echo "--- $1 serial"; tail -c 3000 /tmp/serial; echo "--- $1 log"; tail -c 2000 /tmp/vmm.log; echo "--- end"
 }
-boot one 1
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+boot one 1 "--net user,hostfwd=tcp:127.0.0.1:8080-:80"
+wait_for /tmp/serial "chr-test-guest: dhcp eth0" 30
+printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 nc 127.0.0.1 8080 | grep -q "200 OK" && echo "SCENARIO one http-ok"
 echo 'reboot -f' >&3
 i=0; while [ $i -lt 900 ] && [ "$(grep -c 'chr-test-guest: ready' /tmp/serial)" -lt 2 ]; do sleep 0.1; i=$((i+1)); done
 [ "$(grep -c 'chr-test-guest: ready' /tmp/serial)" -ge 2 ] && echo "SCENARIO one rebooted" || echo "SCENARIO one no-reboot"
@@ -82,6 +86,7 @@ fn test_guest_boots_on_nested_kvm() {
     }
     for expected in [
         "SCENARIO one login-ok",
+        "SCENARIO one http-ok",
         "SCENARIO one rebooted",
         "SCENARIO one rc=0",
         "SCENARIO two login-ok",

@@ -68,6 +68,12 @@ impl Bus {
         ranges.remove(&base).is_some()
     }
 
+    /// Removes every range. The PCI root holds the buses it maps BARs onto while sitting on the
+    /// port bus itself, so a machine being torn down clears its buses to break that cycle.
+    pub fn clear(&self) {
+        self.ranges.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     fn find(&self, addr: u64, size: usize) -> Option<(u64, SharedDevice)> {
         let ranges = self.ranges.read().unwrap_or_else(|e| e.into_inner());
         let (base, entry) = ranges.range(..=addr).next_back()?;
