@@ -25,6 +25,14 @@ pub enum Command {
     Bench(BenchCommand),
     /// Say which accelerator `--accel auto` would use here, and why (exit 0 if it can run).
     Accel,
+    /// Describe a disk image: format, virtual size, allocation, backing chain (like `qemu-img info`).
+    Info {
+        /// The image.
+        disk: PathBuf,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Benchmarks.
@@ -102,9 +110,19 @@ pub struct RunArgs {
     /// existing interface (a container's ethN). Options: `mac=`, `mtu=`.
     #[arg(long = "net", value_name = "SPEC")]
     pub nets: Vec<net::NetSpec>,
+    /// Export the VGA console over VNC at HOST:PORT (a bare PORT means 127.0.0.1); off by default.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub vnc: Option<String>,
+    /// Require this password from VNC clients (VNC authentication; only the first 8 bytes count).
+    #[arg(long, requires = "vnc", env = "CHR_VMM_VNC_PASSWORD")]
+    pub vnc_password: Option<String>,
     /// Discard all guest writes when the VM exits; the image is opened read-only.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overlay")]
     pub snapshot: bool,
+    /// Keep guest writes in this qcow2 file over DISK (created if missing); DISK is only read.
+    /// How a container keeps its state on a volume while the CHR image stays in the image.
+    #[arg(long, value_name = "FILE")]
+    pub overlay: Option<PathBuf>,
     /// The SeaBIOS image (default: bios-256k.bin from the usual firmware directories).
     #[arg(long)]
     pub firmware: Option<PathBuf>,

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 /// The BIOS image chr-vmm boots.
 pub const BIOS_NAME: &str = "bios-256k.bin";
+/// The std-vga option ROM (SeaVGABIOS), from the same package.
+pub const VGA_BIOS_NAME: &str = "vgabios-stdvga.bin";
 
 /// Directories searched for firmware, in order, after $CHR_VMM_FIRMWARE_DIR.
 const SEARCH_DIRS: &[&str] =
@@ -43,6 +45,13 @@ pub fn find(explicit: Option<&Path>, name: &'static str) -> Result<PathBuf, Firm
     }
     let searched = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
     Err(FirmwareError::NotFound { name, searched })
+}
+
+/// Locates `name` next to the `--firmware` image if one was given and it is there, else on the
+/// search path (the VGA BIOS travels with SeaBIOS).
+pub fn find_beside(bios: Option<&Path>, name: &'static str) -> Result<PathBuf, FirmwareError> {
+    let sibling = bios.and_then(Path::parent).map(|d| d.join(name)).filter(|p| p.is_file());
+    find(sibling.as_deref(), name)
 }
 
 /// Reads the firmware file at `path`.

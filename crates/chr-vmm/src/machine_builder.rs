@@ -55,7 +55,13 @@ pub struct MachineConfig {
     pub disk: (Arc<dyn BlockDevice>, String),
     /// Network cards, in guest order.
     pub nets: Vec<net::NetSpec>,
+    /// The VGA adapter (kept across resets so a VNC server keeps its view), the keyboard link
+    /// its VNC server types into, and the VGA BIOS.
+    pub vga: Option<(display::StdVga, display::KeyboardLink, Arc<Vec<u8>>)>,
 }
+
+/// QEMU's pc machine puts VGA at 00:02.0 too.
+const VGA_SLOT: usize = 2;
 
 /// The first NIC's slot; further NICs follow it.
 const FIRST_NIC_SLOT: usize = 4;
@@ -159,7 +165,8 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     let serial =
         shared(SerialPort::new(IrqLine::new(irq.clone(), COM1_IRQ), Box::new(cfg.console_out.clone())));
     add_pio(&buses, COM1_PORT, 8, serial.clone())?;
-    let i8042: SharedDevice = shared(I8042::new(IrqLine::new(irq.clone(), KEYBOARD_IRQ), power.clone()));
+    let keyboard = shared(I8042::new(IrqLine::new(irq.clone(), KEYBOARD_IRQ), power.clone()));
+    let i8042: SharedDevice = keyboard.clone();
     add_pio(&buses, I8042_PORT, 1, i8042.clone())?;
     add_pio(&buses, I8042_PORT + 4, 1, shared(Offset::new(i8042, 4)))?;
     add_pio(&buses, PORT92, 1, shared(Port92::new(power.clone())))?;
@@ -174,6 +181,17 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     }
     pci.add(0, Arc::new(Mutex::new(HostBridge::new())));
     pci.add(1, Arc::new(Mutex::new(Piix3::new())));
+    if let Some((vga, link, _)) = &cfg.vga {
+        vga.reset();
+        pci.add(VGA_SLOT, vga.pci_device());
+        add_pio(&buses, display::VGA_PORT_BASE, display::VGA_PORT_LEN, vga.vga_ports())?;
+        add_pio(&buses, display::VBE_PORT_BASE, display::VBE_PORT_LEN, vga.vbe_ports())?;
+        buses
+            .mmio
+            .insert(display::VGA_WINDOW_BASE, display::VGA_WINDOW_LEN, vga.vga_window())
+            .map_err(|e| VmError::Build(format!("VGA window: {e}")))?;
+        link.attach(keyboard.clone());
+    }
     let (disk, disk_serial) = &cfg.disk;
     let block = virtio::block::Block::new(disk.clone(), disk_serial);
     let blk = VirtioPci::new(
@@ -209,6 +227,9 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
         e820.extend_from_slice(&kind.to_le_bytes());
     }
     fw.add_file("etc/e820", e820)?;
+    if let Some((_, _, rom)) = &cfg.vga {
+        fw.add_file(display::ROM_FW_CFG_NAME, rom.to_vec())?;
+    }
     // Mirror the BIOS and boot loader text screen onto COM1.
     fw.add_file("etc/sercon-port", (COM1_PORT as u16).to_le_bytes().to_vec())?;
     let acpi =

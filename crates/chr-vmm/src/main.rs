@@ -37,6 +37,9 @@ pub enum VmError {
     /// Direct kernel boot problems.
     #[error(transparent)]
     Boot(#[from] machine::linux_boot::BootError),
+    /// VNC problems.
+    #[error(transparent)]
+    Vnc(#[from] display::VncError),
     /// Network backend problems.
     #[error(transparent)]
     Net(#[from] net::OpenError),
@@ -73,6 +76,14 @@ fn main() -> ExitCode {
         Command::Run(args) => runner::run(args),
         Command::Bench(BenchCommand::Boot(args)) => bench::boot(args),
         Command::Accel => runner::report_accel(),
+        Command::Info { disk, json } => disk::info(&disk).map_err(VmError::from).map(|info| {
+            if json {
+                println!("{}", info.to_json());
+            } else {
+                print!("{info}");
+            }
+            0
+        }),
     };
     match result {
         Ok(code) => ExitCode::from(code),

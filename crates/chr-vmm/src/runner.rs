@@ -83,17 +83,40 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
     let bios_path = firmware::find(args.firmware.as_deref(), firmware::BIOS_NAME)?;
     let bios = firmware::load(&bios_path)?;
     log::info!("firmware: {}", bios_path.display());
-    let disk = disk::open(&args.disk, disk::OpenOptions { read_only: args.snapshot })?;
+    let options = disk::OpenOptions { snapshot: args.snapshot, ..Default::default() };
+    let disk = match &args.overlay {
+        Some(overlay) => disk::open_with_overlay(&args.disk, overlay, options)?,
+        None => disk::open(&args.disk, options)?,
+    };
     log::info!(
         "disk: {} ({}, {} MiB{})",
         args.disk.display(),
         disk.format(),
         disk.size() >> 20,
-        if disk.read_only() { ", read-only" } else { "" }
+        if args.snapshot {
+            ", writes discarded at exit"
+        } else if disk.read_only() {
+            ", read-only"
+        } else {
+            ""
+        }
     );
     let disk: Arc<dyn disk::BlockDevice> = Arc::from(disk);
     let disk_serial = virtio::block::Block::serial_for(&args.disk);
     let console = Console::open(&args.serial, tx.clone())?;
+    // The VGA adapter and its VNC server live as long as the VMM, across guest resets.
+    let (vga, _vnc) = match &args.vnc {
+        Some(addr) => {
+            let rom_path = firmware::find_beside(args.firmware.as_deref(), firmware::VGA_BIOS_NAME)?;
+            let rom = firmware::load(&rom_path)?;
+            let vga = display::StdVga::new();
+            let link = display::KeyboardLink::new();
+            let server = display::start_vnc(addr, args.vnc_password.clone(), vga.display(), link.sink())?;
+            log::info!("VNC: {} (VGA BIOS {})", addr, rom_path.display());
+            (Some((vga, link, Arc::new(rom))), Some(server))
+        }
+        None => (None, None),
+    };
     let cfg = MachineConfig {
         memory: args.memory,
         cpus: args.cpus,
@@ -108,6 +131,7 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
         }),
         disk: (disk, disk_serial),
         nets: args.nets.clone(),
+        vga,
     };
     loop {
         match boot_once(&cfg, &console, &rx, &tx)? {

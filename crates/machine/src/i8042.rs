@@ -59,10 +59,14 @@ impl I8042 {
     }
 
     fn push(&mut self, b: u8) {
+        let was_empty = self.queue.is_empty();
         if self.queue.len() < MAX_QUEUE {
             self.queue.push_back(b);
         }
-        self.update_irq();
+        // One interrupt per byte the guest can see: the next one is raised when it reads this.
+        if was_empty {
+            self.update_irq();
+        }
     }
 
     fn update_irq(&self) {
