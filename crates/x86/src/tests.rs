@@ -349,3 +349,61 @@ handler:
     assert!((15..500).contains(&ms), "20 ticks of 1 ms took {ms} ms");
     assert!(v.instructions < 2000, "{} instructions", v.instructions);
 }
+
+#[test]
+fn bsp_starts_an_application_processor_with_init_sipi() {
+    let bsp = r#"
+bits 16
+org 0x1000
+    xor ax, ax
+    mov ds, ax
+    mov esi, 0xFEE00300
+    mov dword [esi+0x10], 0x01000000
+    mov dword [esi], 0x00004500
+    mov dword [esi], 0x00004602
+spin:
+    cmp word [0x3000], 0x1234
+    jne spin
+    mov ax, [0x3000]
+    out 0x10, ax
+    cli
+    hlt
+"#;
+    let ap = r#"
+bits 16
+org 0x2000
+    xor ax, ax
+    mov ds, ax
+    mov word [0x3000], 0x1234
+    cli
+    hlt
+"#;
+    let (Some(bsp), Some(ap)) = (nasm(bsp), nasm(ap)) else { return };
+    let platform = irqchip::Platform::new(2);
+    let mem: GuestMemory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+    mem.write_slice(&bsp, GuestAddress(0x1000)).unwrap();
+    mem.write_slice(&ap, GuestAddress(0x2000)).unwrap();
+    let io = Arc::new(Recorder::default());
+    let mut ap_vcpu = InterpVcpu::new(&mem, u64::MAX, 1, Some(platform.clone()));
+    let kick = ap_vcpu.kicker();
+    let ap_io = io.clone();
+    let ap_thread = std::thread::spawn(move || {
+        let exit = ap_vcpu.run(&*ap_io).unwrap();
+        (exit, ap_vcpu.cpu().segs[cpu::CS].selector, ap_vcpu.cpu().halted)
+    });
+    let mut v = InterpVcpu::new(&mem, u64::MAX, 0, Some(platform));
+    let c = v.cpu();
+    c.segs[cpu::CS] = Segment::real(0, 0x9b);
+    c.rip = 0x1000;
+    c.regs[4] = 0x8000;
+    let t = std::time::Instant::now();
+    while !v.cpu().halted && t.elapsed().as_secs() < 10 {
+        v.run_for(&*io, 100_000).unwrap();
+    }
+    kick.kick();
+    let (exit, ap_cs, ap_halted) = ap_thread.join().unwrap();
+    assert_eq!(*io.out.lock().unwrap(), vec![(0x10, 0x1234)]);
+    assert_eq!(exit, VcpuExit::Stopped);
+    assert_eq!(ap_cs, 0x200);
+    assert!(ap_halted);
+}

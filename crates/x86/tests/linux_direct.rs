@@ -112,6 +112,27 @@ fn linux_direct_boot() {
         if out.contains("login:") || out.contains("Kernel panic") {
             break;
         }
+        if let Ok(marker) = std::env::var("X86_STOP_AFTER") {
+            if out.contains(&marker) {
+                // Let it run a little further, then show the code it is executing.
+                vcpu.run_for(&buses, 300_000_000).unwrap();
+                let c = vcpu.cpu();
+                let rip = c.rip;
+                let mut bytes = Vec::new();
+                for i in 0..192u64 {
+                    bytes.push(c.lin_read(rip - 96 + i, 1).unwrap_or(0) as u8);
+                }
+                let mut d = iced_x86::Decoder::with_ip(64, &bytes, rip - 96, 0);
+                for ins in &mut d {
+                    eprintln!("{:#x}: {:?}", ins.ip(), ins.code());
+                }
+                eprintln!(
+                    "rax {:#x} rcx {:#x} rdx {:#x} rdi {:#x} rsi {:#x}",
+                    c.regs[0], c.regs[1], c.regs[2], c.regs[7], c.regs[6]
+                );
+                break;
+            }
+        }
     }
     let secs = t.elapsed().as_secs_f64();
     let rip = vcpu.cpu().rip;
