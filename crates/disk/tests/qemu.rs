@@ -336,3 +336,22 @@ fn qcow2_refcount_table_grows() {
     check_clean(&img, "qcow2");
     compare(&raw, &img);
 }
+
+#[test]
+fn a_renamed_monolithic_sparse_vmdk_still_opens() {
+    if !have_qemu_img() {
+        return;
+    }
+    let dir = TempDir::new("vmdk-renamed");
+    let raw = dir.path("pattern.raw");
+    let reference = pattern();
+    std::fs::write(&raw, &reference).expect("write pattern");
+    let original = dir.path("chr-7.16.vmdk");
+    let (ok, out) = qemu_img(&["convert", "-f", "raw", "-O", "vmdk", s(&raw), s(&original)]);
+    assert!(ok, "qemu-img convert: {out}");
+    // Users rename the image they download; its embedded descriptor keeps the old name.
+    let renamed = dir.path("chr.vmdk");
+    std::fs::rename(&original, &renamed).expect("rename");
+    let d = disk::open(&renamed, OpenOptions::default()).expect("open the renamed image");
+    assert!(read_all(&*d) == reference);
+}

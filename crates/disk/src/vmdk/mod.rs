@@ -91,7 +91,10 @@ impl VmdkImage {
     /// Opens the VMDK whose descriptor (or sparse file with an embedded one) is at `path`.
     pub fn open(path: &Path, options: OpenOptions) -> Result<Self, DiskError> {
         let own = Arc::new(open_locked(path, options.read_only, options.force_share)?);
-        let (desc, _) = read_descriptor(&own)?;
+        let (desc, header) = read_descriptor(&own)?;
+        // A descriptor embedded in a one-extent sparse file describes that very file, whatever
+        // name it records: a renamed chr-7.x.vmdk must still open (as it does in QEMU).
+        let is_itself = header.is_some() && desc.extents.len() == 1;
         if desc.extents.len() > MAX_EXTENTS {
             return Err(DiskError::Corrupt("the VMDK descriptor lists too many extents".into()));
         }
@@ -110,7 +113,7 @@ impl VmdkImage {
                 .ok_or_else(|| DiskError::Corrupt("a VMDK extent size overflows".into()))?;
             let read_only = options.read_only || line.read_only;
             let mut file_for = |name: &str| -> Result<Arc<File>, DiskError> {
-                let p = if name.is_empty() { path.to_path_buf() } else { dir.join(name) };
+                let p = if name.is_empty() || is_itself { path.to_path_buf() } else { dir.join(name) };
                 let canon = p.canonicalize().map_err(|source| DiskError::Open { path: p.clone(), source })?;
                 if let Some(f) = files.get(&canon) {
                     return Ok(Arc::clone(f));
