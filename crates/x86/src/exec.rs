@@ -25,6 +25,38 @@ impl Cpu {
     /// Evaluates a condition code.
     #[inline]
     pub fn cond(&self, cc: ConditionCode) -> bool {
+        // Fast paths that read the recorded operation instead of building all flags.
+        let l = &self.lazy;
+        if l.op != LazyOp::None {
+            let m = mask(l.size);
+            match cc {
+                ConditionCode::e => return l.res & m == 0,
+                ConditionCode::ne => return l.res & m != 0,
+                ConditionCode::s => return l.res & crate::flags::sign(l.size) != 0,
+                ConditionCode::ns => return l.res & crate::flags::sign(l.size) == 0,
+                _ => {}
+            }
+            if l.op == LazyOp::Sub {
+                let (a, b) = (l.a & m, l.b & m);
+                let (sa, sb) = (sx(a, l.size), sx(b, l.size));
+                match cc {
+                    ConditionCode::b => return a < b,
+                    ConditionCode::ae => return a >= b,
+                    ConditionCode::be => return a <= b,
+                    ConditionCode::a => return a > b,
+                    ConditionCode::l => return sa < sb,
+                    ConditionCode::ge => return sa >= sb,
+                    ConditionCode::le => return sa <= sb,
+                    ConditionCode::g => return sa > sb,
+                    _ => {}
+                }
+            }
+        }
+        self.cond_from_flags(cc)
+    }
+
+    /// Evaluates a condition code from the materialised flags.
+    pub fn cond_from_flags(&self, cc: ConditionCode) -> bool {
         let f = self.flags();
         let (c, z, s, o, p) = (f & CF != 0, f & ZF != 0, f & SF != 0, f & OF != 0, f & PF != 0);
         match cc {

@@ -288,3 +288,44 @@ fn alu_shift_mul_div_bit_match_the_host_cpu() {
         );
     }
 }
+
+#[test]
+fn condition_fast_paths_agree_with_the_flags() {
+    use iced_x86::ConditionCode as C;
+    let mut v = tests::real_mode_vcpu(&[0xf4]);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let ops =
+        [iced_x86::Mnemonic::Cmp, iced_x86::Mnemonic::Add, iced_x86::Mnemonic::And, iced_x86::Mnemonic::Sbb];
+    let ccs = [
+        C::o,
+        C::no,
+        C::b,
+        C::ae,
+        C::e,
+        C::ne,
+        C::be,
+        C::a,
+        C::s,
+        C::ns,
+        C::p,
+        C::np,
+        C::l,
+        C::ge,
+        C::le,
+        C::g,
+    ];
+    for i in 0..20000 {
+        let size = [1u8, 2, 4, 8][i % 4];
+        let (a, b) = (rng.operand(), rng.operand());
+        let c = v.cpu();
+        c.alu(ops[(i / 4) % ops.len()], size, a, b);
+        for cc in ccs {
+            assert_eq!(
+                c.cond(cc),
+                c.cond_from_flags(cc),
+                "{cc:?} after {:?} size {size} a={a:#x} b={b:#x}",
+                ops[(i / 4) % ops.len()]
+            );
+        }
+    }
+}
