@@ -109,7 +109,7 @@ fn linux_direct_boot() {
             eprintln!("t={secs:.2} rip {:#x} cs {:#x} halted {}", c.rip, c.segs[1].selector, c.halted);
         }
         let out = String::from_utf8_lossy(&serial.0.lock().unwrap()).to_string();
-        if out.contains("login:") || out.contains("Kernel panic") {
+        if out.contains("ogin:") || out.contains("Kernel panic") {
             break;
         }
         if let Ok(marker) = std::env::var("X86_STOP_AFTER") {
