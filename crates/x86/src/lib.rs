@@ -113,7 +113,8 @@ impl InterpVcpu {
         c.flush_tlb(true);
     }
 
-    /// Runs at most `limit` instructions or until HLT with interrupts off; for tests.
+    /// Runs at most `limit` instructions, returning early at HLT (after one idle wait, or at
+    /// once with interrupts off); for tests and harnesses.
     pub fn run_for(&mut self, io: &dyn IoHandler, limit: u64) -> Result<VcpuExit, VcpuError> {
         self.run_inner(io, Some(limit))
     }
@@ -183,6 +184,10 @@ impl InterpVcpu {
                     return Ok(VcpuExit::Stopped);
                 }
                 self.wait_halted();
+                if limit.is_some() {
+                    // Tests and harnesses get control back at every idle wake-up.
+                    return Ok(VcpuExit::Stopped);
+                }
                 continue;
             }
             for _ in 0..BLOCK {

@@ -339,7 +339,9 @@ handler:
     c.regs[4] = 0x8000;
     let io = WithPlatform { buses, rec: Recorder::default() };
     let t = std::time::Instant::now();
-    v.run_for(&io, 1_000_000).unwrap();
+    while !(v.cpu().halted && !v.cpu().flag(flags::IF)) && t.elapsed().as_secs() < 5 {
+        v.run_for(&io, 1_000_000).unwrap();
+    }
     let ms = t.elapsed().as_millis();
     let out = io.rec.out.lock().unwrap().clone();
     assert_eq!(out.len(), 2, "{out:?}");
