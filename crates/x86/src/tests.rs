@@ -339,7 +339,7 @@ handler:
     c.regs[4] = 0x8000;
     let io = WithPlatform { buses, rec: Recorder::default() };
     let t = std::time::Instant::now();
-    while !(v.cpu().halted && !v.cpu().flag(flags::IF)) && t.elapsed().as_secs() < 5 {
+    while (v.cpu().flag(flags::IF) || !v.cpu().halted) && t.elapsed().as_secs() < 5 {
         v.run_for(&io, 1_000_000).unwrap();
     }
     let ms = t.elapsed().as_millis();
