@@ -958,7 +958,9 @@ fn ext_to_f64(v: u128) -> f64 {
     if exp == 0x7fff {
         return if m << 1 == 0 { sign * f64::INFINITY } else { f64::NAN };
     }
-    sign * (m as f64) * 2f64.powi(exp - 16383 - 63)
+    // Scale in two steps: 2^e alone over- or underflows for the extremes of f64's range.
+    let e = exp - 16383 - 63;
+    sign * (m as f64) * 2f64.powi(e / 2) * 2f64.powi(e - e / 2)
 }
 
 #[cfg(test)]
