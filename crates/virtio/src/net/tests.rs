@@ -448,3 +448,80 @@ fn activated_card_echoes_through_its_worker_thread() {
     assert_eq!(stats.rx_frames.load(Ordering::Relaxed), 1);
     assert_eq!(stats.tx_frames.load(Ordering::Relaxed), 1);
 }
+
+/// A DHCP DISCOVER from 52:54:00:12:34:56, as a guest sends it.
+fn dhcp_discover() -> Vec<u8> {
+    let mut bootp = vec![0u8; 236];
+    bootp[..3].copy_from_slice(&[1, 1, 6]);
+    bootp[4..8].copy_from_slice(&[0xca, 0xfe, 0xba, 0xbe]);
+    bootp[28..34].copy_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+    bootp.extend_from_slice(&[99, 130, 83, 99, 53, 1, 1, 255]);
+    let udp_len = (8 + bootp.len()) as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255];
+    ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+    let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56, 0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[0, 68, 0, 67]);
+    f.extend_from_slice(&udp_len.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&bootp);
+    f
+}
+
+#[test]
+fn guest_gets_a_dhcp_offer_through_the_card_and_slirp() {
+    let spec: ::net::NetSpec = "user,ipv6=off".parse().unwrap();
+    for (acked, hdr) in [(MODERN, 12usize), (0, 10)] {
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+        let rec = Arc::new(Recorder::default());
+        let interrupt = Arc::new(VirtioInterrupt::new(IrqLine::new(rec.clone(), 11), rec.clone(), 2, 3));
+        let mut rx = Ring { base: RX_RING, next_desc: 0, avail_idx: 0 };
+        let mut tx = Ring { base: TX_RING, next_desc: 0, avail_idx: 0 };
+        let (rx_kick, tx_kick) = (EventFd::new(EFD_NONBLOCK).unwrap(), EventFd::new(EFD_NONBLOCK).unwrap());
+        let mut card = Net::new(::net::open(&spec).unwrap(), spec.mac_for(0), spec.mtu);
+        card.activate(Activation {
+            memory: mem.clone(),
+            interrupt,
+            queues: vec![
+                ActiveQueue { index: 0, queue: rx.queue(&mem), event: rx_kick.try_clone().unwrap() },
+                ActiveQueue { index: 1, queue: tx.queue(&mem), event: tx_kick.try_clone().unwrap() },
+            ],
+            acked_features: acked,
+        })
+        .unwrap();
+        for i in 0..4u64 {
+            rx.add(&mem, &[(0x30000 + i * 0x1000, 2048, true)]);
+        }
+        rx_kick.write(1).unwrap();
+        let mut buf = vec![0u8; hdr];
+        buf.extend(dhcp_discover());
+        mem.write_slice(&buf, GuestAddress(0x50000)).unwrap();
+        tx.add(&mem, &[(0x50000, buf.len() as u32, false)]);
+        tx_kick.write(1).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut offer = None;
+        'wait: while std::time::Instant::now() < deadline {
+            for i in 0..rx.used_idx(&mem) {
+                let (id, len) = rx.used_elem(&mem, i);
+                let mut f = vec![0u8; len as usize];
+                mem.read_slice(&mut f, GuestAddress(0x30000 + u64::from(id) * 0x1000)).unwrap();
+                // UDP to port 68 behind a header of `hdr` bytes.
+                if f.len() > hdr + 42 + 20 && f[hdr + 23] == 17 && f[hdr + 36..hdr + 38] == [0, 68] {
+                    offer = Some(f[hdr..].to_vec());
+                    break 'wait;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        card.reset();
+        let offer = offer.expect("a DHCP answer through the card");
+        assert_eq!(&offer[42 + 16..42 + 20], &[10, 0, 2, 15], "yiaddr, header length {hdr}");
+        assert_eq!(card.stats().tx_frames.load(Ordering::Relaxed), 1);
+    }
+}
