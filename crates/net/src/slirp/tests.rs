@@ -178,3 +178,31 @@ fn dropping_the_backend_stops_its_thread_and_frees_the_port() {
     drop(SlirpBackend::new(&spec, 9000).unwrap());
     drop(SlirpBackend::new(&spec, 9000).unwrap());
 }
+
+#[test]
+fn udp_forward_delivers_a_datagram_to_the_guest() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut b =
+        SlirpBackend::new(&user(&format!("user,ipv6=off,hostfwd=udp:127.0.0.1:{port}-:5678")), 1500).unwrap();
+    let host = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    host.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+    // slirp asks for the guest's address first; answer, then the datagram follows.
+    let arp = wait_for(&mut b, |f| f.len() >= 42 && f[12..14] == [8, 6] && f[38..42] == GUEST_IP)
+        .expect("no ARP request for the guest");
+    let mut reply = vec![0, 1, 8, 0, 6, 4, 0, 2];
+    reply.extend_from_slice(&GUEST_MAC);
+    reply.extend_from_slice(&GUEST_IP);
+    reply.extend_from_slice(&arp[22..32]);
+    let slirp_mac: [u8; 6] = arp[6..12].try_into().unwrap();
+    b.send(&ethernet(slirp_mac, 0x0806, &reply)).unwrap();
+    // The first datagram waited on the ARP answer; a second one goes straight out once the
+    // guest's address is known. Accept either.
+    std::thread::sleep(Duration::from_millis(50));
+    host.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+    let dgram = wait_for(&mut b, |f| {
+        ipv4_payload(f, 17).is_some_and(|u| u.len() >= 12 && u[2..4] == 5678u16.to_be_bytes())
+    })
+    .expect("no datagram for guest port 5678");
+    assert_eq!(&dgram[30..34], &GUEST_IP);
+    assert_eq!(&ipv4_payload(&dgram, 17).unwrap()[8..], b"ping");
+}
