@@ -11,6 +11,9 @@ PKGS=(
   acpica-tools            # iasl: checks our DSDT
   bc                      # the nested-KVM harness
   pkg-config libslirp-dev libglib2.0-dev  # user-mode networking
+  vncsnapshot             # the VNC tests' screenshot client
+  tesseract-ocr tesseract-ocr-eng  # reads the guest's screen back as text
+  python3 python3-pil python3-venv  # pixel checks; the venv that holds vncdotool
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -25,5 +28,20 @@ if ((${#missing[@]})); then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >>"$log" 2>&1 \
       || { echo "[install-deps] apt-get install failed; see $log" >&2; exit 1; }
   fi
+fi
+# vncdotool (the VNC tests' typing client) is on PyPI only. Debian's pip refuses to install into
+# the system Python, so it goes into a venv of its own; tests look for vncdo there and on PATH.
+VENV=${CHR_VMM_CACHE:-/var/tmp/chr-vmm}/venv
+vncdo_works() { "$1" --version >/dev/null 2>&1; }
+if ! vncdo_works vncdo && ! vncdo_works "$VENV/bin/vncdo"; then
+  log=${TMPDIR:-/tmp}/chr-vmm-pip.log
+  echo "[install-deps] installing vncdotool into $VENV (log: $log)" >&2
+  { mkdir -p "$(dirname "$VENV")" && /usr/bin/python3 -m venv "$VENV" \
+      && "$VENV/bin/pip" install -q --disable-pip-version-check vncdotool; } >"$log" 2>&1 \
+    || { echo "[install-deps] pip install vncdotool failed; see $log" >&2; exit 1; }
+fi
+# Make the venv's vncdo visible to every test that looks on PATH.
+if ! vncdo_works vncdo && vncdo_works "$VENV/bin/vncdo" && [ -w /usr/local/bin ]; then
+  ln -sf "$VENV/bin/vncdo" /usr/local/bin/vncdo
 fi
 command -v cargo >/dev/null || { echo "[install-deps] cargo not found: install Rust (rustup or Debian's cargo)" >&2; exit 1; }
