@@ -4,7 +4,7 @@
 # Usage: images/test-guest/build.sh
 #   Builds into $CHR_VMM_CACHE/test-guest (default /var/tmp/chr-vmm/test-guest) and prints that
 #   directory as its only stdout line (progress goes to stderr). Nothing is rebuilt while the stamp
-#   (sha256 of this script and of everything under images/test-guest/rootfs/) still matches.
+#   (sha256 of this script, of src/ and of everything under images/test-guest/rootfs/) still matches.
 #   Concurrent callers are serialised with flock. Set TEST_GUEST_FORCE=1 to rebuild anyway.
 #
 # Output directory:
@@ -18,7 +18,8 @@
 #   modules.txt            the kernel modules the guest loads, in load order
 #   info.txt               kernel package, partition layout, data partition checksums
 # Needs (installed on first use): busybox-static cpio syslinux syslinux-common mtools fdisk
-# dosfstools qemu-utils, and Debian's linux-image-amd64 dependency, fetched with apt-get download.
+# dosfstools qemu-utils gcc libc6-dev (src/udp-echo.c, static; a cross gcc on non-x86 hosts), and
+# Debian's linux-image-amd64 dependency, fetched with apt-get download.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,7 +34,7 @@ exec 9>"$CACHE/test-guest.lock"
 flock 9
 
 # --- stamp: this script + the guest's own files ---------------------------------------------------
-stamp=$( { sha256sum "$HERE/build.sh"
+stamp=$( { sha256sum "$HERE/build.sh" "$HERE"/src/*
            (cd "$HERE" && find rootfs -type f -o -type l | LC_ALL=C sort | while read -r f; do
               printf '%s %s\n' "$f" "$(stat -c %a "$f")"; sha256sum "$f"; done)
          } | sha256sum | cut -d' ' -f1)
@@ -52,6 +53,14 @@ apt_install() {
 need() { command -v "$1" >/dev/null 2>&1 || { log "installing $2"; apt_install "$2"; }; }
 need cpio cpio; need sfdisk fdisk; need mkfs.fat dosfstools; need mcopy mtools
 need syslinux syslinux; need qemu-img qemu-utils; need gzip gzip; need flock util-linux
+# the guest's udp-echo is a static x86-64 program: the native gcc here, a cross gcc elsewhere
+if [ "$(uname -m)" = x86_64 ]; then
+  GUEST_CC=gcc; need gcc gcc
+  [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || { log "installing libc6-dev"; apt_install libc6-dev; }
+else
+  GUEST_CC=x86_64-linux-gnu-gcc; need $GUEST_CC gcc-x86-64-linux-gnu
+  [ -d /usr/x86_64-linux-gnu/lib ] || { log "installing libc6-dev-amd64-cross"; apt_install libc6-dev-amd64-cross; }
+fi
 [ -f /usr/lib/syslinux/mbr/mbr.bin ] && [ -f /usr/lib/syslinux/modules/bios/ldlinux.c32 ] \
   || { log "installing syslinux-common"; apt_install syslinux-common; }
 # the busybox in the guest must be static (Debian's busybox-static, installed as /bin/busybox)
@@ -131,6 +140,7 @@ mkdir -p "$R"/{bin,sbin,dev,proc,sys,tmp,run,root,var/log,lib/modules,etc}
 cp "$BB" "$R/bin/busybox"
 for a in $("$BB" --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
 cp -a "$HERE/rootfs/." "$R/"
+$GUEST_CC -static -Os -s -o "$R/bin/udp-echo" "$HERE/src/udp-echo.c" || die "cannot build the guest's udp-echo with $GUEST_CC"
 ln -sf bin/busybox "$R/init"      # busybox init as PID 1, configured by /etc/inittab
 : > "$R/etc/modules"
 for m in "${ORDER[@]}"; do

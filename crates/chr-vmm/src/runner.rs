@@ -133,8 +133,10 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
         nets: args.nets.clone(),
         vga,
     };
+    // SIGTERMs seen so far: counted across guest resets, so that the second one always stops.
+    let mut terms = 0u32;
     loop {
-        match boot_once(&cfg, &console, &rx, &tx)? {
+        match boot_once(&cfg, &console, &rx, &tx, &mut terms)? {
             Outcome::Reset => log::info!("guest reset: rebuilding the machine"),
             Outcome::PowerOff => {
                 log::info!("guest powered off");
@@ -174,6 +176,7 @@ fn boot_once(
     console: &Console,
     rx: &Receiver<Event>,
     tx: &std::sync::mpsc::Sender<Event>,
+    terms: &mut u32,
 ) -> Result<Outcome, VmError> {
     let mut machine = machine_builder::build(cfg)?;
     *console.input.lock().unwrap_or_else(|e| e.into_inner()) = Some(machine.serial.clone());
@@ -191,7 +194,6 @@ fn boot_once(
     }
     let mut quit: Option<u8> = None;
     let mut failure: Option<VmError> = None;
-    let mut terms = 0;
     while running > 0 {
         let Ok(event) = rx.recv() else { break };
         match event {
@@ -219,8 +221,8 @@ fn boot_once(
                 quit = Some(0);
                 power.kick_all();
             }
-            Event::Signal(sig) if sig == libc::SIGTERM && terms == 0 => {
-                terms += 1;
+            Event::Signal(sig) if sig == libc::SIGTERM && *terms == 0 => {
+                *terms += 1;
                 let mut pm = machine.acpi_pm.lock().unwrap_or_else(|e| e.into_inner());
                 if pm.power_button_enabled() {
                     log::info!("SIGTERM: pressing the ACPI power button; a second SIGTERM stops at once");

@@ -98,14 +98,19 @@ fn pump(mut r: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>) {
 impl Vmm {
     /// Starts `chr-vmm run ARGS...` with the console on piped stdio.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(chr_vmm())
-            .arg("run")
-            .args(args)
+        let mut cmd = Command::new(chr_vmm());
+        cmd.arg("run").args(args);
+        Self::spawn(cmd)
+    }
+
+    /// Starts any VMM command (QEMU for comparisons) whose serial console is its stdio.
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start chr-vmm");
+            .expect("start the VMM");
         let out = Arc::new(Mutex::new(Vec::new()));
         let err = Arc::new(Mutex::new(Vec::new()));
         pump(child.stdout.take().unwrap(), out.clone());
