@@ -40,6 +40,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Time a boot to the firmware, the MBR and the login prompt, beside QEMU on the same disk.
     Boot(BenchBootArgs),
+    /// TCP throughput both ways and request latency over user-mode and tap networking, beside QEMU.
+    Net(crate::bench_net::BenchNetArgs),
 }
 
 /// `chr-vmm bench boot` options.

@@ -1,6 +1,7 @@
 //! chr-vmm: run MikroTik RouterOS CHR without QEMU.
 
 mod bench;
+mod bench_net;
 mod cli;
 mod console;
 mod events;
@@ -43,6 +44,9 @@ pub enum VmError {
     /// Network backend problems.
     #[error(transparent)]
     Net(#[from] net::OpenError),
+    /// Network benchmark problems.
+    #[error(transparent)]
+    BenchNet(#[from] bench_net::BenchNetError),
     /// KVM problems.
     #[cfg(target_arch = "x86_64")]
     #[error(transparent)]
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => runner::run(args),
         Command::Bench(BenchCommand::Boot(args)) => bench::boot(args),
+        Command::Bench(BenchCommand::Net(args)) => bench_net::run(args).map_err(VmError::from),
         Command::Accel => runner::report_accel(),
         Command::Info { disk, json } => disk::info(&disk).map_err(VmError::from).map(|info| {
             if json {
