@@ -178,7 +178,6 @@ impl InterpVcpu {
                     }
                 }
             }
-            c.inhibit_irq = false;
             if c.halted {
                 if limit.is_some() && !c.flag(flags::IF) {
                     return Ok(VcpuExit::Stopped);
@@ -193,6 +192,10 @@ impl InterpVcpu {
             for _ in 0..BLOCK {
                 let c = &mut *self.cpu;
                 c.cur_ip = c.rip;
+                // STI and MOV/POP SS hold interrupts off for exactly one instruction: this
+                // one, when the shadow is set. Once it has run, end the block so that a pending
+                // interrupt is taken at once, as on a real CPU (`sti; nop; cli` must let one in).
+                let shadowed = std::mem::take(&mut c.inhibit_irq);
                 let r = c.fetch().and_then(|ins| {
                     let next = ins.next_ip();
                     c.rip = match c.bitness {
@@ -203,10 +206,12 @@ impl InterpVcpu {
                     c.exec(&ins)
                 });
                 self.instructions += 1;
+                let end_of_shadow = shadowed && c.flag(flags::IF);
                 match r {
+                    Ok(exec::Flow::Next) if end_of_shadow => break,
                     Ok(exec::Flow::Next) => {}
                     Ok(exec::Flow::Branch) => {
-                        if c.halted || c.inhibit_irq {
+                        if c.halted || c.inhibit_irq || end_of_shadow {
                             break;
                         }
                     }

@@ -353,6 +353,76 @@ handler:
 }
 
 #[test]
+fn a_one_instruction_sti_window_lets_a_pending_interrupt_in() {
+    // SeaBIOS polls with `sti; nop; cli` (check_irqs) and spends the rest of its loop with
+    // interrupts off, so the one boundary after the NOP must take the pending PIT tick.
+    let src = r#"
+bits 16
+org 0x1000
+    cli
+    xor ax, ax
+    mov ds, ax
+    mov word [8*4], handler
+    mov word [8*4+2], 0
+    mov al, 0x11
+    out 0x20, al
+    mov al, 0x08
+    out 0x21, al
+    mov al, 4
+    out 0x21, al
+    mov al, 1
+    out 0x21, al
+    mov al, 0xfe
+    out 0x21, al
+    mov al, 0x34
+    out 0x43, al
+    mov ax, 1193
+    out 0x40, al
+    mov al, ah
+    out 0x40, al
+    xor bx, bx
+poll:
+    sti
+    nop
+    cli
+    mov cx, 2000
+busy:
+    loop busy
+    cmp bx, 5
+    jb poll
+    mov ax, bx
+    out 0x10, ax
+    hlt
+handler:
+    inc bx
+    push ax
+    mov al, 0x20
+    out 0x20, al
+    pop ax
+    iret
+"#;
+    let Some(code) = nasm(src) else { return };
+    let platform = irqchip::Platform::new(1);
+    let buses = machine::io::IoBuses::default();
+    for r in platform.bus_devices().pio {
+        buses.pio.insert(r.base, r.len, r.device).unwrap();
+    }
+    let mem: GuestMemory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+    mem.write_slice(&code, GuestAddress(0x1000)).unwrap();
+    let mut v = InterpVcpu::new(&mem, u64::MAX, 0, Some(platform));
+    let c = v.cpu();
+    c.segs[cpu::CS] = Segment::real(0, 0x9b);
+    c.rip = 0x1000;
+    c.regs[4] = 0x8000;
+    let io = WithPlatform { buses, rec: Recorder::default() };
+    let t = std::time::Instant::now();
+    while !v.cpu().halted && t.elapsed().as_secs() < 5 {
+        v.run_for(&io, 1_000_000).unwrap();
+    }
+    assert_eq!(io.rec.out.lock().unwrap().clone(), [(0x10, 5)], "the PIT ticks never got in");
+}
+
+#[test]
 fn bsp_starts_an_application_processor_with_init_sipi() {
     let bsp = r#"
 bits 16
