@@ -1,5 +1,10 @@
 //! The decoded-instruction cache: instructions decoded once per guest physical page and
 //! dropped when the page is written.
+//!
+//! A decoded instruction carries absolute addresses (its own IP, its next IP, branch targets,
+//! RIP-relative operands), so a cached one is only used at the IP it was decoded for: one
+//! physical page can be mapped at several linear addresses (the vDSO sits at a random address
+//! in every process) or reached through different segment bases.
 
 use crate::cpu::{Cpu, Fault, CS, R};
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction};
@@ -130,7 +135,7 @@ impl Cpu {
                 let (ins, h) = pc.ins[s as usize - 1];
                 let len = ins.len();
                 // SAFETY: as above; `off` is inside the page.
-                if unsafe { head_at(m.host.add(off), off, len) } == h {
+                if ins.ip() == self.rip && unsafe { head_at(m.host.add(off), off, len) } == h {
                     return Ok(ins);
                 }
             }
@@ -151,7 +156,7 @@ impl Cpu {
                 if s != 0 {
                     let (ins, h) = pc.ins[s as usize - 1];
                     let len = ins.len();
-                    if head(&page[off..(off + len).min(4096)]) == h {
+                    if ins.ip() == self.rip && head(&page[off..(off + len).min(4096)]) == h {
                         return Ok(ins);
                     }
                 }
@@ -170,9 +175,15 @@ impl Cpu {
                     host: host as *const u8,
                     page: &mut **pc as *mut PageCode,
                 };
-                if pc.ins.len() < u16::MAX as usize - 1 {
-                    pc.ins.push((ins, h));
-                    pc.slots[off] = pc.ins.len() as u16;
+                // A slot decoded for another address (a page mapped at several linear addresses,
+                // like the vDSO in every process) is replaced in place.
+                match pc.slots[off] {
+                    0 if pc.ins.len() < u16::MAX as usize - 1 => {
+                        pc.ins.push((ins, h));
+                        pc.slots[off] = pc.ins.len() as u16;
+                    }
+                    0 => {}
+                    s => pc.ins[s as usize - 1] = (ins, h),
                 }
                 self.phys.mark_code(phys);
                 return Ok(ins);
@@ -218,4 +229,26 @@ fn decode_bytes(bytes: &[u8], bitness: u32, ip: u64) -> R<Instruction> {
         return Err(Fault::Exc(6, None));
     }
     Ok(ins)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cpu::{Segment, CS};
+    use crate::tests::{real_mode_vcpu, Recorder};
+
+    #[test]
+    fn a_page_reached_at_another_address_is_decoded_for_that_address() {
+        // call next; next: pop ax; out 0x10, ax; hlt -- AX is the IP of `next`, which depends
+        // on where the page is reached from (like the vDSO at a different address per process).
+        let code = [0xe8, 0x00, 0x00, 0x58, 0xe7, 0x10, 0xf4];
+        let mut v = real_mode_vcpu(&code);
+        let io = Recorder::default();
+        v.run_for(&io, 100).unwrap();
+        let c = v.cpu();
+        c.halted = false;
+        c.segs[CS] = Segment::real(0x100, 0x9b);
+        c.rip = 0;
+        v.run_for(&io, 100).unwrap();
+        assert_eq!(*io.out.lock().unwrap(), vec![(0x10, 0x1003), (0x10, 0x0003)]);
+    }
 }
