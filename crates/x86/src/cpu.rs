@@ -108,6 +108,8 @@ pub(crate) struct TlbEntry {
     pub(crate) global: bool,
     pub(crate) read_only_rom: bool,
     pub(crate) nx: bool,
+    /// Writable RAM (not ROM, not MMIO): stores may go straight to `host`.
+    pub(crate) fast_write: bool,
 }
 
 const EMPTY: TlbEntry = TlbEntry {
@@ -119,6 +121,7 @@ const EMPTY: TlbEntry = TlbEntry {
     global: false,
     read_only_rom: false,
     nx: false,
+    fast_write: false,
 };
 
 /// What kind of access a translation is for.
@@ -197,7 +200,7 @@ pub struct Cpu {
     /// The code of the running instruction's decoder (16, 32 or 64).
     pub(crate) bitness: u32,
     pub(crate) icache_gen: u64,
-    pub(crate) icache: crate::decode::ICache,
+    pub(crate) icache: crate::block::BlockCache,
     pub(crate) start: std::time::Instant,
 }
 
@@ -314,6 +317,9 @@ impl Cpu {
 
     #[inline]
     pub fn flag(&self, bit: u64) -> bool {
+        if bit == flags::CF {
+            return self.carry();
+        }
         if bit & flags::STATUS == 0 || self.lazy.op == LazyOp::None {
             self.rflags & bit != 0
         } else {
@@ -321,14 +327,17 @@ impl Cpu {
         }
     }
 
+    /// Records an operation's flags; INC and DEC keep the current CF (`cin` is ignored).
     #[inline]
     pub(crate) fn set_lazy(&mut self, op: LazyOp, size: u8, a: u64, b: u64, res: u64, cin: bool) {
-        if matches!(op, LazyOp::Inc | LazyOp::Dec) && self.lazy.op != LazyOp::None {
-            // INC and DEC keep the previous CF, which must be made concrete first.
-            let f = self.flags();
-            self.rflags = f;
-        }
-        self.lazy = Lazy { op, size, a, b, res, cin };
+        let cin = if matches!(op, LazyOp::Inc | LazyOp::Dec) { self.carry() } else { cin };
+        self.lazy = Lazy::new(op, size, a, b, res, cin);
+    }
+
+    /// CF, computed without materialising the other flags.
+    #[inline]
+    pub fn carry(&self) -> bool {
+        self.lazy.carry(self.rflags)
     }
 
     // ---- modes ----
@@ -453,6 +462,7 @@ impl Cpu {
             global,
             read_only_rom: rom,
             nx,
+            fast_write: writable && !host.is_null() && !rom,
         };
         self.tlb[((lin >> 12) as usize) % TLB_SIZE] = e;
         Ok(e)
@@ -651,17 +661,28 @@ impl Cpu {
 
     // ---- linear access ----
 
-    /// Reads `size` bytes (1, 2, 4 or 8) at linear `lin`.
-    #[inline]
+    /// Reads `size` bytes (1, 2, 4 or 8) at linear `lin`: a TLB hit on RAM inside one page
+    /// is read here, everything else in `lin_read_slow`.
+    #[inline(always)]
     pub fn lin_read(&mut self, lin: u64, size: usize) -> R<u64> {
+        let off = (lin & 0xfff) as usize;
+        let vpn = lin >> 12;
+        let e = &self.tlb[(vpn as usize) % TLB_SIZE];
+        if e.tag == vpn + 1 && off + size <= 4096 && !e.host.is_null() && (e.user || self.cpl != 3) {
+            // SAFETY: the entry's host page is mapped for 4096 bytes and off + size <= 4096.
+            return Ok(unsafe { load(e.host.add(off), size) });
+        }
+        self.lin_read_slow(lin, size)
+    }
+
+    #[inline(never)]
+    fn lin_read_slow(&mut self, lin: u64, size: usize) -> R<u64> {
         let off = (lin & 0xfff) as usize;
         if off + size <= 4096 {
             let e = self.tlb_lookup(lin, Access::Read)?;
             if !e.host.is_null() {
-                let mut b = [0u8; 8];
                 // SAFETY: the entry's host page is mapped for 4096 bytes and off + size <= 4096.
-                unsafe { std::ptr::copy_nonoverlapping(e.host.add(off), b.as_mut_ptr(), size) };
-                return Ok(u64::from_le_bytes(b));
+                return Ok(unsafe { load(e.host.add(off), size) });
             }
             return Ok(self.phys_read(e.phys | off as u64, size));
         }
@@ -672,9 +693,26 @@ impl Cpu {
         Ok(v)
     }
 
-    /// Writes `size` bytes at linear `lin`.
-    #[inline]
+    /// Writes `size` bytes at linear `lin`: a TLB hit on writable RAM inside one page is
+    /// written here (after dropping decoded code of the page), the rest in `lin_write_slow`.
+    #[inline(always)]
     pub fn lin_write(&mut self, lin: u64, size: usize, v: u64) -> R<()> {
+        let off = (lin & 0xfff) as usize;
+        let vpn = lin >> 12;
+        let e = &self.tlb[(vpn as usize) % TLB_SIZE];
+        if e.tag == vpn + 1 && off + size <= 4096 && e.fast_write && (e.user || self.cpl != 3) {
+            let host = e.host;
+            self.code_write(e.phys | off as u64, size);
+            // SAFETY: `fast_write` entries have a host page mapped for 4096 bytes, and
+            // off + size <= 4096.
+            unsafe { store(host.add(off), size, v) };
+            return Ok(());
+        }
+        self.lin_write_slow(lin, size, v)
+    }
+
+    #[inline(never)]
+    fn lin_write_slow(&mut self, lin: u64, size: usize, v: u64) -> R<()> {
         let off = (lin & 0xfff) as usize;
         if off + size <= 4096 {
             let e = self.tlb_lookup(lin, Access::Write)?;
@@ -683,9 +721,8 @@ impl Cpu {
                     return Ok(());
                 }
                 self.code_write(e.phys | off as u64, size);
-                let b = v.to_le_bytes();
                 // SAFETY: the entry's host page is mapped for 4096 bytes and off + size <= 4096.
-                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), e.host.add(off), size) };
+                unsafe { store(e.host.add(off), size, v) };
                 return Ok(());
             }
             self.phys_write(e.phys | off as u64, size, v);
@@ -777,6 +814,40 @@ impl Cpu {
     /// Reads the time-stamp counter (nanoseconds of host monotonic time since start).
     pub fn tsc(&self) -> u64 {
         (self.start.elapsed().as_nanos() as u64).wrapping_add(self.tsc_offset as u64)
+    }
+}
+
+/// Reads `size` (1, 2, 4 or 8; else 8) little-endian bytes at `p`.
+///
+/// # Safety
+/// `size` bytes from `p` must be mapped and readable.
+#[inline(always)]
+pub(crate) unsafe fn load(p: *const u8, size: usize) -> u64 {
+    // SAFETY: the caller guarantees `size` readable bytes; unaligned reads are allowed.
+    unsafe {
+        match size {
+            1 => *p as u64,
+            2 => u16::from_le(std::ptr::read_unaligned(p as *const u16)) as u64,
+            4 => u32::from_le(std::ptr::read_unaligned(p as *const u32)) as u64,
+            _ => u64::from_le(std::ptr::read_unaligned(p as *const u64)),
+        }
+    }
+}
+
+/// Writes the low `size` (1, 2, 4 or 8; else 8) bytes of `v` at `p`, little-endian.
+///
+/// # Safety
+/// `size` bytes from `p` must be mapped and writable.
+#[inline(always)]
+pub(crate) unsafe fn store(p: *mut u8, size: usize, v: u64) {
+    // SAFETY: the caller guarantees `size` writable bytes; unaligned writes are allowed.
+    unsafe {
+        match size {
+            1 => *p = v as u8,
+            2 => std::ptr::write_unaligned(p as *mut u16, (v as u16).to_le()),
+            4 => std::ptr::write_unaligned(p as *mut u32, (v as u32).to_le()),
+            _ => std::ptr::write_unaligned(p as *mut u64, v.to_le()),
+        }
     }
 }
 

@@ -23,22 +23,22 @@ fn sx(v: u64, size: u8) -> i64 {
 
 impl Cpu {
     /// Evaluates a condition code.
-    #[inline]
+    #[inline(always)]
     pub fn cond(&self, cc: ConditionCode) -> bool {
         // Fast paths that read the recorded operation instead of building all flags.
         let l = &self.lazy;
         if l.op != LazyOp::None {
-            let m = mask(l.size);
+            let m = mask(l.size());
             match cc {
                 ConditionCode::e => return l.res & m == 0,
                 ConditionCode::ne => return l.res & m != 0,
-                ConditionCode::s => return l.res & crate::flags::sign(l.size) != 0,
-                ConditionCode::ns => return l.res & crate::flags::sign(l.size) == 0,
+                ConditionCode::s => return l.res & crate::flags::sign(l.size()) != 0,
+                ConditionCode::ns => return l.res & crate::flags::sign(l.size()) == 0,
                 _ => {}
             }
             if l.op == LazyOp::Sub {
                 let (a, b) = (l.a & m, l.b & m);
-                let (sa, sb) = (sx(a, l.size), sx(b, l.size));
+                let (sa, sb) = (sx(a, l.size()), sx(b, l.size()));
                 match cc {
                     ConditionCode::b => return a < b,
                     ConditionCode::ae => return a >= b,
@@ -48,6 +48,22 @@ impl Cpu {
                     ConditionCode::ge => return sa >= sb,
                     ConditionCode::le => return sa <= sb,
                     ConditionCode::g => return sa > sb,
+                    _ => {}
+                }
+            }
+            if l.op == LazyOp::Logic {
+                // CF and OF are clear.
+                let z = l.res & m == 0;
+                let s = l.res & crate::flags::sign(l.size()) != 0;
+                match cc {
+                    ConditionCode::b | ConditionCode::o => return false,
+                    ConditionCode::ae | ConditionCode::no => return true,
+                    ConditionCode::be => return z,
+                    ConditionCode::a => return !z,
+                    ConditionCode::l => return s,
+                    ConditionCode::ge => return !s,
+                    ConditionCode::le => return z || s,
+                    ConditionCode::g => return !z && !s,
                     _ => {}
                 }
             }
@@ -104,12 +120,15 @@ impl Cpu {
         r
     }
 
-    fn set_szp_flags(&mut self, res: u64, size: u8, cf: bool, of: bool) {
-        let f = szp(res, size) | if cf { CF } else { 0 } | if of { OF } else { 0 };
-        self.set_status(flags::STATUS, f);
+    /// Records flags that are SF/ZF/PF of `res` with the given CF and OF (AF clear).
+    #[inline]
+    pub(crate) fn set_szp_flags(&mut self, res: u64, size: u8, cf: bool, of: bool) {
+        let b = if cf { CF } else { 0 } | if of { OF } else { 0 };
+        self.lazy = flags::Lazy::new(LazyOp::Szp, size, 0, b, res & mask(size), false);
     }
 
     /// Shifts and rotates: returns the result, or None when the count leaves everything alone.
+    #[inline(always)]
     pub fn shift(&mut self, m: M, size: u8, a: u64, count: u64) -> Option<u64> {
         let bits = size as u32 * 8;
         let cnt = (count & if size == 8 { 0x3f } else { 0x1f }) as u32;

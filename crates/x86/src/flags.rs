@@ -21,6 +21,7 @@ pub const STATUS: u64 = CF | PF | AF | ZF | SF | OF;
 
 /// Which operation last set the status flags.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u64)]
 pub enum LazyOp {
     /// The flags in `rflags` are current.
     None,
@@ -29,26 +30,34 @@ pub enum LazyOp {
     Sub,
     Sbb,
     Logic,
-    /// INC and DEC keep CF, which `rflags` holds.
+    /// INC and DEC keep the previous CF, which they record in `cin`.
     Inc,
     Dec,
+    /// SF, ZF and PF from the result; CF, OF and AF are the bits recorded in `b` (shifts,
+    /// multiplies).
+    Szp,
 }
 
 /// The recorded operation.
+///
+/// Every field is a whole word so that reading one right after an instruction stored the
+/// record is forwarded from that store (narrow fields got merged into wider loads that
+/// missed store forwarding).
 #[derive(Clone, Copy, Debug)]
 pub struct Lazy {
     pub op: LazyOp,
-    pub size: u8,
+    /// The operand size in bytes.
+    pub size: u64,
     pub a: u64,
     pub b: u64,
     pub res: u64,
-    /// The carry-in of ADC/SBB.
-    pub cin: bool,
+    /// The carry-in of ADC/SBB; the kept CF of INC/DEC (0 or 1).
+    pub cin: u64,
 }
 
 impl Default for Lazy {
     fn default() -> Self {
-        Self { op: LazyOp::None, size: 4, a: 0, b: 0, res: 0, cin: false }
+        Self::new(LazyOp::None, 4, 0, 0, 0, false)
     }
 }
 
@@ -84,19 +93,47 @@ pub fn szp(res: u64, size: u8) -> u64 {
 }
 
 impl Lazy {
-    /// The status flags this operation produced; `old` supplies CF for INC/DEC.
-    pub fn status(&self, old: u64) -> u64 {
-        let m = mask(self.size);
-        let s = sign(self.size);
+    #[inline(always)]
+    pub fn new(op: LazyOp, size: u8, a: u64, b: u64, res: u64, cin: bool) -> Self {
+        Self { op, size: size as u64, a, b, res, cin: cin as u64 }
+    }
+
+    /// The operand size in bytes.
+    #[inline(always)]
+    pub fn size(&self) -> u8 {
+        self.size as u8
+    }
+
+    /// CF alone, without building the other flags; `old` supplies it for `None`.
+    #[inline]
+    pub fn carry(&self, old: u64) -> bool {
+        let m = mask(self.size());
         let (a, b, r) = (self.a & m, self.b & m, self.res & m);
-        let mut f = szp(r, self.size);
+        match self.op {
+            LazyOp::None => old & CF != 0,
+            LazyOp::Add => r < a,
+            LazyOp::Adc => r < a || (self.cin != 0 && r == a),
+            LazyOp::Sub => a < b,
+            LazyOp::Sbb => a < b || (self.cin != 0 && a == b),
+            LazyOp::Logic => false,
+            LazyOp::Inc | LazyOp::Dec => self.cin != 0,
+            LazyOp::Szp => self.b & CF != 0,
+        }
+    }
+
+    /// The status flags this operation produced; `old` supplies them for `None`.
+    pub fn status(&self, old: u64) -> u64 {
+        let m = mask(self.size());
+        let s = sign(self.size());
+        let (a, b, r) = (self.a & m, self.b & m, self.res & m);
+        let mut f = szp(r, self.size());
         match self.op {
             LazyOp::None => return old & STATUS,
             LazyOp::Add | LazyOp::Adc | LazyOp::Inc => {
                 let carry = match self.op {
                     LazyOp::Add => r < a,
-                    LazyOp::Adc => r < a || (self.cin && r == a),
-                    _ => old & CF != 0,
+                    LazyOp::Adc => r < a || (self.cin != 0 && r == a),
+                    _ => self.cin != 0,
                 };
                 if carry {
                     f |= CF;
@@ -109,8 +146,8 @@ impl Lazy {
             LazyOp::Sub | LazyOp::Sbb | LazyOp::Dec => {
                 let borrow = match self.op {
                     LazyOp::Sub => a < b,
-                    LazyOp::Sbb => a < b || (self.cin && a == b),
-                    _ => old & CF != 0,
+                    LazyOp::Sbb => a < b || (self.cin != 0 && a == b),
+                    _ => self.cin != 0,
                 };
                 if borrow {
                     f |= CF;
@@ -121,6 +158,7 @@ impl Lazy {
                 f |= (a ^ b ^ r) & AF;
             }
             LazyOp::Logic => {}
+            LazyOp::Szp => f |= self.b & (CF | OF | AF),
         }
         f
     }

@@ -23,9 +23,13 @@
 //! The local APIC page (0xfee00000) is handled inside each vCPU; everything else that is not
 //! RAM goes to the `IoHandler` given to `run`.
 
+mod block;
+mod compile;
 mod cpu;
 mod decode;
 mod exec;
+mod fast_alu;
+mod fast_flow;
 mod flags;
 mod operand;
 mod phys;
@@ -42,7 +46,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Instructions run between two checks for interrupts, timers and stop requests.
-const BLOCK: u32 = 512;
+const BLOCK: u64 = 512;
 
 /// Wakes a vCPU: a stop request, or a reason to leave HLT.
 #[derive(Default)]
@@ -189,23 +193,27 @@ impl InterpVcpu {
                 }
                 continue;
             }
-            for _ in 0..BLOCK {
+            let mut left = BLOCK;
+            if let Some(l) = limit {
+                left = left.min(l - (self.instructions - start));
+            }
+            while left > 0 {
                 let c = &mut *self.cpu;
-                c.cur_ip = c.rip;
-                // STI and MOV/POP SS hold interrupts off for exactly one instruction: this
-                // one, when the shadow is set. Once it has run, end the block so that a pending
-                // interrupt is taken at once, as on a real CPU (`sti; nop; cli` must let one in).
+                // STI and MOV/POP SS hold interrupts off for exactly one instruction: the next
+                // one, run alone. Once it has run, end the block so that a pending interrupt
+                // is taken at once, as on a real CPU (`sti; nop; cli` must let one in).
                 let shadowed = std::mem::take(&mut c.inhibit_irq);
-                let r = c.fetch().and_then(|ins| {
-                    let next = ins.next_ip();
-                    c.rip = match c.bitness {
-                        16 => next & 0xffff,
-                        32 => next & 0xffff_ffff,
-                        _ => next,
-                    };
-                    c.exec(&ins)
-                });
-                self.instructions += 1;
+                let max = if shadowed { 1 } else { left };
+                let (n, r) = match c.find_block() {
+                    Ok(Some(b)) => c.run_blocks(b, max),
+                    Ok(None) => (1, c.step_uncached()),
+                    Err(f) => {
+                        c.cur_ip = c.rip;
+                        (1, Err(f))
+                    }
+                };
+                self.instructions += n;
+                left = left.saturating_sub(n);
                 let end_of_shadow = shadowed && c.flag(flags::IF);
                 match r {
                     Ok(exec::Flow::Next) if end_of_shadow => break,

@@ -1,0 +1,347 @@
+//! Specialised handlers for the hot integer instructions, monomorphised per operation and
+//! operand size: register, immediate and simple memory forms of ALU operations, MOV, MOVZX/
+//! MOVSX, LEA, INC/DEC, NEG/NOT, shifts, IMUL, SETcc and CMOVcc.
+//!
+//! Each does exactly what `Cpu::exec` does for the same form, but with operands picked apart
+//! at decode time. A handler that faults leaves registers, memory and flags untouched.
+
+use crate::block::Op;
+use crate::cpu::{Cpu, R};
+use crate::exec::Flow::{self, Next};
+use crate::flags::{mask, Lazy, LazyOp};
+use iced_x86::{ConditionCode, Mnemonic};
+
+pub(crate) const ADD: u8 = 0;
+pub(crate) const OR: u8 = 1;
+pub(crate) const ADC: u8 = 2;
+pub(crate) const SBB: u8 = 3;
+pub(crate) const AND: u8 = 4;
+pub(crate) const SUB: u8 = 5;
+pub(crate) const XOR: u8 = 6;
+pub(crate) const CMP: u8 = 7;
+pub(crate) const TEST: u8 = 8;
+
+pub(crate) const SHL: u8 = 0;
+pub(crate) const SHR: u8 = 1;
+pub(crate) const SAR: u8 = 2;
+pub(crate) const ROL: u8 = 3;
+pub(crate) const ROR: u8 = 4;
+
+/// The condition for a `cc_index` (o, no, b, ae, e, ne, be, a, s, ns, p, np, l, ge, le, g).
+#[inline(always)]
+pub(crate) const fn condition(c: u8) -> ConditionCode {
+    use ConditionCode as C;
+    match c {
+        0 => C::o,
+        1 => C::no,
+        2 => C::b,
+        3 => C::ae,
+        4 => C::e,
+        5 => C::ne,
+        6 => C::be,
+        7 => C::a,
+        8 => C::s,
+        9 => C::ns,
+        10 => C::p,
+        11 => C::np,
+        12 => C::l,
+        13 => C::ge,
+        14 => C::le,
+        _ => C::g,
+    }
+}
+
+impl Cpu {
+    /// The effective address of the op's memory operand.
+    #[inline(always)]
+    pub(crate) fn op_ea(&self, op: &Op) -> u64 {
+        let mut a = op.disp;
+        if let Some(b) = self.regs.get(op.base as usize) {
+            a = a.wrapping_add(*b);
+        }
+        if let Some(x) = self.regs.get(op.index as usize) {
+            a = a.wrapping_add(*x << op.scale);
+        }
+        a & op.amask
+    }
+
+    /// The linear address of the op's memory operand.
+    #[inline(always)]
+    pub(crate) fn op_lin(&self, op: &Op) -> u64 {
+        let ea = self.op_ea(op);
+        if op.flat {
+            ea
+        } else {
+            self.lin(op.seg as usize, ea)
+        }
+    }
+
+    /// Register `r` (0-15), zero-extended from `S` bytes.
+    #[inline(always)]
+    fn r<const S: u8>(&self, r: u8) -> u64 {
+        self.regs[r as usize & 15] & mask(S)
+    }
+
+    /// Writes register `r` (0-15) at size `S` (32-bit writes clear the upper half).
+    #[inline(always)]
+    fn w<const S: u8>(&mut self, r: u8, v: u64) {
+        self.set_reg(r as usize & 15, S, v);
+    }
+
+    #[inline(always)]
+    fn mem_read<const S: u8>(&mut self, op: &Op) -> R<u64> {
+        let l = self.op_lin(op);
+        self.lin_read(l, S as usize)
+    }
+}
+
+/// The result and flags of ALU operation `K` at size `S`.
+#[inline(always)]
+fn alu<const K: u8, const S: u8>(c: &Cpu, a: u64, b: u64) -> (u64, Lazy) {
+    let m = mask(S);
+    let (a, b) = (a & m, b & m);
+    let (r, op, cin) = match K {
+        ADD => (a.wrapping_add(b), LazyOp::Add, false),
+        OR => (a | b, LazyOp::Logic, false),
+        ADC => {
+            let ci = c.carry();
+            (a.wrapping_add(b).wrapping_add(ci as u64), LazyOp::Adc, ci)
+        }
+        SBB => {
+            let ci = c.carry();
+            (a.wrapping_sub(b).wrapping_sub(ci as u64), LazyOp::Sbb, ci)
+        }
+        AND | TEST => (a & b, LazyOp::Logic, false),
+        SUB | CMP => (a.wrapping_sub(b), LazyOp::Sub, false),
+        _ => (a ^ b, LazyOp::Logic, false),
+    };
+    let r = r & m;
+    (r, Lazy::new(op, S, a, b, r, cin))
+}
+
+/// Whether ALU operation `K` writes its destination.
+const fn writes(k: u8) -> bool {
+    k != CMP && k != TEST
+}
+
+pub(crate) fn alu_rr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), c.r::<S>(op.s));
+    if writes(K) {
+        c.w::<S>(op.d, r);
+    }
+    c.lazy = l;
+    Ok(Next)
+}
+
+pub(crate) fn alu_ri<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), op.imm);
+    if writes(K) {
+        c.w::<S>(op.d, r);
+    }
+    c.lazy = l;
+    Ok(Next)
+}
+
+pub(crate) fn alu_rm<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let b = c.mem_read::<S>(op)?;
+    let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), b);
+    if writes(K) {
+        c.w::<S>(op.d, r);
+    }
+    c.lazy = l;
+    Ok(Next)
+}
+
+pub(crate) fn alu_mr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let lin = c.op_lin(op);
+    let a = c.lin_read(lin, S as usize)?;
+    let (r, l) = alu::<K, S>(c, a, c.r::<S>(op.s));
+    if writes(K) {
+        c.lin_write(lin, S as usize, r)?;
+    }
+    c.lazy = l;
+    Ok(Next)
+}
+
+pub(crate) fn alu_mi<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let lin = c.op_lin(op);
+    let a = c.lin_read(lin, S as usize)?;
+    let (r, l) = alu::<K, S>(c, a, op.imm);
+    if writes(K) {
+        c.lin_write(lin, S as usize, r)?;
+    }
+    c.lazy = l;
+    Ok(Next)
+}
+
+pub(crate) fn mov_rr<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let v = c.r::<S>(op.s);
+    c.w::<S>(op.d, v);
+    Ok(Next)
+}
+
+pub(crate) fn mov_ri<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    c.w::<S>(op.d, op.imm);
+    Ok(Next)
+}
+
+pub(crate) fn mov_rm<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let v = c.mem_read::<S>(op)?;
+    c.w::<S>(op.d, v);
+    Ok(Next)
+}
+
+pub(crate) fn mov_mr<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let l = c.op_lin(op);
+    let v = c.r::<S>(op.s);
+    c.lin_write(l, S as usize, v)?;
+    Ok(Next)
+}
+
+pub(crate) fn mov_mi<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let l = c.op_lin(op);
+    c.lin_write(l, S as usize, op.imm)?;
+    Ok(Next)
+}
+
+/// `SS`-byte source widened to `DS` bytes, sign- or zero-extended.
+#[inline(always)]
+fn widen<const SIGN: bool, const SS: u8, const DS: u8>(v: u64) -> u64 {
+    let v = v & mask(SS);
+    if SIGN {
+        let sh = 64 - SS as u32 * 8;
+        (((v << sh) as i64) >> sh) as u64
+    } else {
+        v
+    }
+}
+
+pub(crate) fn movx_rr<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let v = widen::<SIGN, SS, DS>(c.r::<SS>(op.s));
+    c.w::<DS>(op.d, v);
+    Ok(Next)
+}
+
+pub(crate) fn movx_rm<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let v = widen::<SIGN, SS, DS>(c.mem_read::<SS>(op)?);
+    c.w::<DS>(op.d, v);
+    Ok(Next)
+}
+
+pub(crate) fn lea<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let ea = c.op_ea(op);
+    c.w::<S>(op.d, ea);
+    Ok(Next)
+}
+
+#[inline(always)]
+fn incdec<const INC: bool, const S: u8>(c: &Cpu, a: u64) -> (u64, Lazy) {
+    let m = mask(S);
+    let a = a & m;
+    let (r, op) = if INC { (a.wrapping_add(1), LazyOp::Inc) } else { (a.wrapping_sub(1), LazyOp::Dec) };
+    let r = r & m;
+    (r, Lazy::new(op, S, a, 1, r, c.carry()))
+}
+
+pub(crate) fn incdec_r<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let (r, l) = incdec::<INC, S>(c, c.r::<S>(op.d));
+    c.w::<S>(op.d, r);
+    c.lazy = l;
+    Ok(Next)
+}
+
+pub(crate) fn incdec_m<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let lin = c.op_lin(op);
+    let a = c.lin_read(lin, S as usize)?;
+    let (r, l) = incdec::<INC, S>(c, a);
+    c.lin_write(lin, S as usize, r)?;
+    c.lazy = l;
+    Ok(Next)
+}
+
+pub(crate) fn neg_r<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let (r, l) = alu::<SUB, S>(c, 0, c.r::<S>(op.d));
+    c.w::<S>(op.d, r);
+    c.lazy = l;
+    Ok(Next)
+}
+
+pub(crate) fn not_r<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let v = !c.r::<S>(op.d) & mask(S);
+    c.w::<S>(op.d, v);
+    Ok(Next)
+}
+
+/// Shift or rotate `K` of a register by an immediate count, or by CL when `op.s` is set.
+pub(crate) fn shift_r<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let count = if op.s == 1 { c.regs[1] } else { op.imm };
+    let a = c.r::<S>(op.d);
+    let m = match K {
+        SHL => Mnemonic::Shl,
+        SHR => Mnemonic::Shr,
+        SAR => Mnemonic::Sar,
+        ROL => Mnemonic::Rol,
+        _ => Mnemonic::Ror,
+    };
+    match c.shift(m, S, a, count) {
+        Some(r) => c.w::<S>(op.d, r),
+        // A 32-bit register destination is zero-extended even by a zero count.
+        None if S == 4 => c.w::<S>(op.d, a),
+        None => {}
+    }
+    Ok(Next)
+}
+
+#[inline(always)]
+fn imul<const S: u8>(c: &mut Cpu, d: u8, a: u64, b: u64) {
+    let sh = 64 - S as u32 * 8;
+    let sa = ((a << sh) as i64 >> sh) as i128;
+    let sb = ((b << sh) as i64 >> sh) as i128;
+    let p = sa * sb;
+    let r = (p as u64) & mask(S);
+    let of = (((r << sh) as i64 >> sh) as i128) != p;
+    c.w::<S>(d, r);
+    c.set_szp_flags(r, S, of, of);
+}
+
+/// IMUL r, r (THREE: r, r, imm).
+pub(crate) fn imul_r<const THREE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let (a, b) = if THREE { (c.r::<S>(op.s), op.imm) } else { (c.r::<S>(op.d), c.r::<S>(op.s)) };
+    imul::<S>(c, op.d, a, b);
+    Ok(Next)
+}
+
+/// IMUL r, m (THREE: r, m, imm).
+pub(crate) fn imul_m<const THREE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let v = c.mem_read::<S>(op)?;
+    let (a, b) = if THREE { (v, op.imm) } else { (c.r::<S>(op.d), v) };
+    imul::<S>(c, op.d, a, b);
+    Ok(Next)
+}
+
+pub(crate) fn setcc_r<const C: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let v = c.cond(condition(C)) as u64;
+    c.w::<1>(op.d, v);
+    Ok(Next)
+}
+
+pub(crate) fn setcc_m<const C: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let v = c.cond(condition(C)) as u64;
+    let l = c.op_lin(op);
+    c.lin_write(l, 1, v)?;
+    Ok(Next)
+}
+
+pub(crate) fn cmov_r<const C: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    let v = if c.cond(condition(C)) { c.r::<S>(op.s) } else { c.r::<S>(op.d) };
+    c.w::<S>(op.d, v);
+    Ok(Next)
+}
+
+pub(crate) fn cmov_m<const C: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
+    // The source is read (and may fault) whether or not the move happens.
+    let v = c.mem_read::<S>(op)?;
+    let v = if c.cond(condition(C)) { v } else { c.r::<S>(op.d) };
+    c.w::<S>(op.d, v);
+    Ok(Next)
+}
