@@ -18,8 +18,30 @@ use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic};
 use std::collections::HashMap;
 
 /// Executes one op: `Next` falls through to the following op, `Branch` ends the block with
-/// RIP already set.
-pub(crate) type Handler = fn(&mut Cpu, &Op) -> R<Flow>;
+/// RIP already set, `Fault` leaves the fault in `Cpu::fault`.
+pub(crate) type Handler = fn(&mut Cpu, &Op) -> Step;
+
+/// How an op ended: a one-byte value, so that handlers return it in a register (a
+/// `Result<Flow, Fault>` went through memory on every instruction).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Step {
+    Next,
+    Branch,
+    Fault,
+}
+
+/// Runs a handler body written with `?`, parking a fault in `Cpu::fault`.
+#[inline(always)]
+pub(crate) fn step(c: &mut Cpu, f: impl FnOnce(&mut Cpu) -> R<Flow>) -> Step {
+    match f(c) {
+        Ok(Flow::Next) => Step::Next,
+        Ok(Flow::Branch) => Step::Branch,
+        Err(e) => {
+            c.fault = e;
+            Step::Fault
+        }
+    }
+}
 
 /// "No register" in an op's register fields.
 pub(crate) const NO_REG: u8 = 16;
@@ -30,15 +52,16 @@ const MAX_OPS: usize = 48;
 /// Blocks kept before the whole cache is dropped and rebuilt.
 const MAX_BLOCKS: usize = 1 << 18;
 
+/// Words of a block's bytes kept inside the block.
+const HEAD_WORDS: usize = 4;
+
 /// Entries in the jump cache (a power of two).
 const JUMP_SIZE: usize = 4096;
 
-/// One decoded instruction with its operands picked apart for its handler.
-#[derive(Clone)]
+/// One decoded instruction with its operands picked apart for its handler: one cache line.
+#[repr(align(64))]
 pub(crate) struct Op {
     pub(crate) run: Handler,
-    /// RIP of this instruction.
-    pub(crate) ip: u64,
     /// RIP of the next instruction (wrapped to the code size).
     pub(crate) next: u64,
     /// The immediate (zero-extended from the operand size) or the branch target.
@@ -47,6 +70,8 @@ pub(crate) struct Op {
     pub(crate) disp: u64,
     /// Memory operand: the address-size mask.
     pub(crate) amask: u64,
+    /// The decoded instruction, kept for the generic handler only.
+    pub(crate) ins: Option<Box<Instruction>>,
     /// Destination (or only) register index, or `NO_REG`.
     pub(crate) d: u8,
     /// Source register index, or `NO_REG`.
@@ -61,8 +86,16 @@ pub(crate) struct Op {
     pub(crate) flat: bool,
     /// A plain near jump, call or return: the block may be linked to where it goes.
     pub(crate) link: bool,
-    /// The decoded instruction, for the generic handler.
-    pub(crate) ins: Instruction,
+    /// The instruction's length in bytes.
+    pub(crate) len: u8,
+}
+
+impl Op {
+    /// RIP of this instruction, for code of `bitness`.
+    #[inline]
+    pub(crate) fn ip(&self, bitness: u32) -> u64 {
+        self.next.wrapping_sub(self.len as u64) & ip_mask(bitness)
+    }
 }
 
 /// Where a block went last time, and the block found there.
@@ -79,12 +112,20 @@ const NO_LINK: Link = Link { rip: u64::MAX, gen: u64::MAX, block: std::ptr::null
 pub(crate) struct Block {
     /// RIP of the first instruction.
     rip: u64,
-    /// Host address of the first byte, and its offset in the page.
+    /// Host address of the first byte.
     host: *const u8,
-    off: usize,
-    /// The block's bytes as little-endian words (the last one zero-padded), and their count.
-    words: Box<[u64]>,
+    /// The block's first bytes as little-endian words (zero-padded), kept inline so that the
+    /// check on entry touches no other memory; `more` holds the words after them.
+    head: [u64; HEAD_WORDS],
+    more: Box<[u64]>,
+    /// The block's length in bytes.
     len: usize,
+    /// Which bytes of each head word belong to the block, and of the last of `more`.
+    head_mask: [u64; HEAD_WORDS],
+    more_mask: u64,
+    /// All words (at least HEAD_WORDS) from `host` lie inside the page: the entry check
+    /// reads whole words and masks.
+    wide: bool,
     ops: Box<[Op]>,
     /// The last two successors (taken and fall-through), for chaining.
     links: [std::cell::Cell<Link>; 2],
@@ -92,33 +133,43 @@ pub(crate) struct Block {
 
 impl Block {
     /// Whether guest memory still holds the bytes this block was decoded from.
-    #[inline]
+    #[inline(always)]
     fn bytes_match(&self) -> bool {
-        let wide = self.off + self.words.len() * 8 <= 4096;
-        for (i, w) in self.words.iter().enumerate() {
-            let o = i * 8;
-            let take = (self.len - o).min(8);
-            let v = if wide {
-                // SAFETY: `host` points at offset `off` of a mapped page and `wide` keeps all
-                // words' 8 bytes inside that page.
-                let v = u64::from_le(unsafe { std::ptr::read_unaligned(self.host.add(o) as *const u64) });
-                if take < 8 {
-                    v & ((1u64 << (8 * take)) - 1)
-                } else {
-                    v
-                }
-            } else {
-                // SAFETY: `len` bytes from `host` lie inside the page (the block was decoded
-                // from them).
-                let b = unsafe { std::slice::from_raw_parts(self.host.add(o), take) };
-                b.iter().rev().fold(0u64, |a, b| (a << 8) | *b as u64)
-            };
-            if v != *w {
-                return false;
-            }
+        if !self.wide {
+            return self.bytes_match_bytewise();
         }
-        true
+        let p = self.host as *const u64;
+        let mut diff = 0;
+        for i in 0..HEAD_WORDS {
+            // SAFETY: `wide` blocks have all their words, and at least HEAD_WORDS words,
+            // from `host` inside the page.
+            let v = u64::from_le(unsafe { std::ptr::read_unaligned(p.add(i)) });
+            diff |= (v & self.head_mask[i]) ^ self.head[i];
+        }
+        if let Some((last, full)) = self.more.split_last() {
+            for (i, w) in full.iter().enumerate() {
+                // SAFETY: as above.
+                diff |= u64::from_le(unsafe { std::ptr::read_unaligned(p.add(HEAD_WORDS + i)) }) ^ w;
+            }
+            // SAFETY: as above.
+            let v = u64::from_le(unsafe { std::ptr::read_unaligned(p.add(HEAD_WORDS + full.len())) });
+            diff |= (v & self.more_mask) ^ last;
+        }
+        diff == 0
     }
+
+    #[inline(never)]
+    fn bytes_match_bytewise(&self) -> bool {
+        // SAFETY: `len` bytes from `host` lie inside the page (the block was decoded from
+        // them).
+        let b = unsafe { std::slice::from_raw_parts(self.host, self.len) };
+        b.chunks(8).zip(self.head.iter().chain(self.more.iter())).all(|(c, w)| word(c) == *w)
+    }
+}
+
+/// Up to 8 bytes as a little-endian word.
+fn word(c: &[u8]) -> u64 {
+    c.iter().rev().fold(0u64, |a, b| (a << 8) | *b as u64)
 }
 
 /// A jump-cache entry: the block for a RIP in one mode, valid for one generation.
@@ -334,14 +385,14 @@ impl Cpu {
             let mut ended_by_branch = false;
             for (i, op) in ops.iter().enumerate() {
                 match (op.run)(self, op) {
-                    Ok(Flow::Next) => {
+                    Step::Next => {
                         if self.icache_gen != gen {
                             // Code or translations changed under the block.
                             self.rip = op.next;
                             return (done + i as u64 + 1, Ok(Flow::Branch));
                         }
                     }
-                    Ok(Flow::Branch) => {
+                    Step::Branch => {
                         done += i as u64 + 1;
                         // Only the block's own last instruction may lead to a link.
                         // Only a plain jump, call or return at the block's end may lead to a
@@ -357,10 +408,11 @@ impl Cpu {
                         ended_by_branch = true;
                         break;
                     }
-                    Err(f) => {
-                        self.cur_ip = op.ip;
-                        self.rip = op.ip;
-                        return (done + i as u64 + 1, Err(f));
+                    Step::Fault => {
+                        let ip = op.ip(self.bitness);
+                        self.cur_ip = ip;
+                        self.rip = ip;
+                        return (done + i as u64 + 1, Err(self.fault));
                     }
                 }
             }
@@ -424,17 +476,27 @@ fn decode_block(page: *const u8, off: usize, rip: u64, bitness: u32) -> Option<B
     if ops.is_empty() {
         return None;
     }
-    let words = bytes[off..off + len]
-        .chunks(8)
-        .map(|c| c.iter().rev().fold(0u64, |a, b| (a << 8) | *b as u64))
-        .collect();
+    let words: Vec<u64> = bytes[off..off + len].chunks(8).map(word).collect();
+    let mut head = [0u64; HEAD_WORDS];
+    for (h, w) in head.iter_mut().zip(words.iter()) {
+        *h = *w;
+    }
+    let more = words.get(HEAD_WORDS..).unwrap_or_default().into();
+    let mut head_mask = [0u64; HEAD_WORDS];
+    for (i, m) in head_mask.iter_mut().enumerate() {
+        let bytes = len.saturating_sub(i * 8).min(8);
+        *m = if bytes == 8 { u64::MAX } else { (1u64 << (8 * bytes)) - 1 };
+    }
     Some(Block {
         rip,
         // SAFETY: off < 4096, inside the page.
         host: unsafe { page.add(off) },
-        off,
-        words,
+        head,
+        more,
         len,
+        head_mask,
+        more_mask: if len.is_multiple_of(8) { u64::MAX } else { (1u64 << (8 * (len % 8))) - 1 },
+        wide: off + (len.div_ceil(8) * 8).max(HEAD_WORDS * 8) <= 4096,
         ops: ops.into_boxed_slice(),
         links: [std::cell::Cell::new(NO_LINK), std::cell::Cell::new(NO_LINK)],
     })

@@ -3,8 +3,8 @@
 //! hot integer instructions) is chosen; everything else gets the generic handler, which runs
 //! `Cpu::exec` on the full instruction.
 
-use crate::block::{Handler, Op, NO_REG};
-use crate::cpu::{Cpu, DS, FS, R};
+use crate::block::{step, Handler, Op, Step, NO_REG};
+use crate::cpu::{Cpu, DS, FS};
 use crate::exec::Flow;
 use crate::fast_alu::*;
 use crate::fast_flow::*;
@@ -273,7 +273,6 @@ fn cc(ins: &Instruction) -> Option<u8> {
 pub(crate) fn compile(ins: &Instruction, bitness: u32, next: u64) -> Op {
     let mut op = Op {
         run: generic,
-        ip: ins.ip(),
         next,
         imm: 0,
         disp: 0,
@@ -286,27 +285,34 @@ pub(crate) fn compile(ins: &Instruction, bitness: u32, next: u64) -> Op {
         seg: DS as u8,
         flat: false,
         link: false,
-        ins: *ins,
+        len: ins.len() as u8,
+        ins: None,
     };
-    if let Some((h, link)) = pick(ins, bitness, &mut op) {
-        op.run = h;
-        op.link = link;
+    match pick(ins, bitness, &mut op) {
+        Some((h, link)) => {
+            op.run = h;
+            op.link = link;
+        }
+        None => op.ins = Some(Box::new(*ins)),
     }
     op
 }
 
 /// Runs the instruction through `Cpu::exec`; ends the block if the mode changed.
-pub(crate) fn generic(c: &mut Cpu, op: &Op) -> R<Flow> {
-    c.cur_ip = op.ip;
-    c.rip = op.next;
-    let (bits, cpl) = (c.bitness, c.cpl);
-    let f = c.exec(&op.ins)?;
-    // A mode change ends the block; so does an interrupt shadow (STI, MOV/POP SS), which
-    // the run loop gives exactly one instruction.
-    if c.cpl != cpl || c.code_bitness() != bits || c.inhibit_irq {
-        return Ok(Flow::Branch);
-    }
-    Ok(f)
+pub(crate) fn generic(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        c.cur_ip = op.ip(c.bitness);
+        c.rip = op.next;
+        let (bits, cpl) = (c.bitness, c.cpl);
+        let Some(ins) = &op.ins else { return Err(crate::cpu::ud()) };
+        let f = c.exec(ins)?;
+        // A mode change ends the block; so does an interrupt shadow (STI, MOV/POP SS), which
+        // the run loop gives exactly one instruction.
+        if c.cpl != cpl || c.code_bitness() != bits || c.inhibit_irq {
+            return Ok(Flow::Branch);
+        }
+        Ok(f)
+    })
 }
 
 /// The specialised handler for `ins`, and whether it may link to its successor.

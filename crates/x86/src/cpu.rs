@@ -197,6 +197,8 @@ pub struct Cpu {
     pub(crate) apic: Option<Arc<irqchip::LocalApic>>,
     /// RIP of the instruction being executed (faults restart it).
     pub(crate) cur_ip: u64,
+    /// The fault a block handler stopped with.
+    pub(crate) fault: Fault,
     /// The code of the running instruction's decoder (16, 32 or 64).
     pub(crate) bitness: u32,
     pub(crate) icache_gen: u64,
@@ -252,6 +254,7 @@ impl Cpu {
             io: None,
             apic: None,
             cur_ip: 0,
+            fault: Fault::TripleFault,
             bitness: 16,
             icache_gen: 0,
             icache: Default::default(),

@@ -5,9 +5,9 @@
 //! Each does exactly what `Cpu::exec` does for the same form, but with operands picked apart
 //! at decode time. A handler that faults leaves registers, memory and flags untouched.
 
-use crate::block::Op;
+use crate::block::{step, Op, Step};
 use crate::cpu::{Cpu, R};
-use crate::exec::Flow::{self, Next};
+use crate::exec::Flow::Next;
 use crate::flags::{mask, Lazy, LazyOp};
 use iced_x86::{ConditionCode, Mnemonic};
 
@@ -124,84 +124,104 @@ const fn writes(k: u8) -> bool {
     k != CMP && k != TEST
 }
 
-pub(crate) fn alu_rr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), c.r::<S>(op.s));
-    if writes(K) {
-        c.w::<S>(op.d, r);
-    }
-    c.lazy = l;
-    Ok(Next)
+pub(crate) fn alu_rr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), c.r::<S>(op.s));
+        if writes(K) {
+            c.w::<S>(op.d, r);
+        }
+        c.lazy = l;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn alu_ri<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), op.imm);
-    if writes(K) {
-        c.w::<S>(op.d, r);
-    }
-    c.lazy = l;
-    Ok(Next)
+pub(crate) fn alu_ri<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), op.imm);
+        if writes(K) {
+            c.w::<S>(op.d, r);
+        }
+        c.lazy = l;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn alu_rm<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let b = c.mem_read::<S>(op)?;
-    let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), b);
-    if writes(K) {
-        c.w::<S>(op.d, r);
-    }
-    c.lazy = l;
-    Ok(Next)
+pub(crate) fn alu_rm<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let b = c.mem_read::<S>(op)?;
+        let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), b);
+        if writes(K) {
+            c.w::<S>(op.d, r);
+        }
+        c.lazy = l;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn alu_mr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let lin = c.op_lin(op);
-    let a = c.lin_read(lin, S as usize)?;
-    let (r, l) = alu::<K, S>(c, a, c.r::<S>(op.s));
-    if writes(K) {
-        c.lin_write(lin, S as usize, r)?;
-    }
-    c.lazy = l;
-    Ok(Next)
+pub(crate) fn alu_mr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let lin = c.op_lin(op);
+        let a = c.lin_read(lin, S as usize)?;
+        let (r, l) = alu::<K, S>(c, a, c.r::<S>(op.s));
+        if writes(K) {
+            c.lin_write(lin, S as usize, r)?;
+        }
+        c.lazy = l;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn alu_mi<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let lin = c.op_lin(op);
-    let a = c.lin_read(lin, S as usize)?;
-    let (r, l) = alu::<K, S>(c, a, op.imm);
-    if writes(K) {
-        c.lin_write(lin, S as usize, r)?;
-    }
-    c.lazy = l;
-    Ok(Next)
+pub(crate) fn alu_mi<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let lin = c.op_lin(op);
+        let a = c.lin_read(lin, S as usize)?;
+        let (r, l) = alu::<K, S>(c, a, op.imm);
+        if writes(K) {
+            c.lin_write(lin, S as usize, r)?;
+        }
+        c.lazy = l;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn mov_rr<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = c.r::<S>(op.s);
-    c.w::<S>(op.d, v);
-    Ok(Next)
+pub(crate) fn mov_rr<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = c.r::<S>(op.s);
+        c.w::<S>(op.d, v);
+        Ok(Next)
+    })
 }
 
-pub(crate) fn mov_ri<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    c.w::<S>(op.d, op.imm);
-    Ok(Next)
+pub(crate) fn mov_ri<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        c.w::<S>(op.d, op.imm);
+        Ok(Next)
+    })
 }
 
-pub(crate) fn mov_rm<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = c.mem_read::<S>(op)?;
-    c.w::<S>(op.d, v);
-    Ok(Next)
+pub(crate) fn mov_rm<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = c.mem_read::<S>(op)?;
+        c.w::<S>(op.d, v);
+        Ok(Next)
+    })
 }
 
-pub(crate) fn mov_mr<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let l = c.op_lin(op);
-    let v = c.r::<S>(op.s);
-    c.lin_write(l, S as usize, v)?;
-    Ok(Next)
+pub(crate) fn mov_mr<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let l = c.op_lin(op);
+        let v = c.r::<S>(op.s);
+        c.lin_write(l, S as usize, v)?;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn mov_mi<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let l = c.op_lin(op);
-    c.lin_write(l, S as usize, op.imm)?;
-    Ok(Next)
+pub(crate) fn mov_mi<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let l = c.op_lin(op);
+        c.lin_write(l, S as usize, op.imm)?;
+        Ok(Next)
+    })
 }
 
 /// `SS`-byte source widened to `DS` bytes, sign- or zero-extended.
@@ -216,22 +236,28 @@ fn widen<const SIGN: bool, const SS: u8, const DS: u8>(v: u64) -> u64 {
     }
 }
 
-pub(crate) fn movx_rr<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = widen::<SIGN, SS, DS>(c.r::<SS>(op.s));
-    c.w::<DS>(op.d, v);
-    Ok(Next)
+pub(crate) fn movx_rr<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = widen::<SIGN, SS, DS>(c.r::<SS>(op.s));
+        c.w::<DS>(op.d, v);
+        Ok(Next)
+    })
 }
 
-pub(crate) fn movx_rm<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = widen::<SIGN, SS, DS>(c.mem_read::<SS>(op)?);
-    c.w::<DS>(op.d, v);
-    Ok(Next)
+pub(crate) fn movx_rm<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = widen::<SIGN, SS, DS>(c.mem_read::<SS>(op)?);
+        c.w::<DS>(op.d, v);
+        Ok(Next)
+    })
 }
 
-pub(crate) fn lea<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let ea = c.op_ea(op);
-    c.w::<S>(op.d, ea);
-    Ok(Next)
+pub(crate) fn lea<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let ea = c.op_ea(op);
+        c.w::<S>(op.d, ea);
+        Ok(Next)
+    })
 }
 
 #[inline(always)]
@@ -243,53 +269,63 @@ fn incdec<const INC: bool, const S: u8>(c: &Cpu, a: u64) -> (u64, Lazy) {
     (r, Lazy::new(op, S, a, 1, r, c.carry()))
 }
 
-pub(crate) fn incdec_r<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let (r, l) = incdec::<INC, S>(c, c.r::<S>(op.d));
-    c.w::<S>(op.d, r);
-    c.lazy = l;
-    Ok(Next)
+pub(crate) fn incdec_r<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let (r, l) = incdec::<INC, S>(c, c.r::<S>(op.d));
+        c.w::<S>(op.d, r);
+        c.lazy = l;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn incdec_m<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let lin = c.op_lin(op);
-    let a = c.lin_read(lin, S as usize)?;
-    let (r, l) = incdec::<INC, S>(c, a);
-    c.lin_write(lin, S as usize, r)?;
-    c.lazy = l;
-    Ok(Next)
+pub(crate) fn incdec_m<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let lin = c.op_lin(op);
+        let a = c.lin_read(lin, S as usize)?;
+        let (r, l) = incdec::<INC, S>(c, a);
+        c.lin_write(lin, S as usize, r)?;
+        c.lazy = l;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn neg_r<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let (r, l) = alu::<SUB, S>(c, 0, c.r::<S>(op.d));
-    c.w::<S>(op.d, r);
-    c.lazy = l;
-    Ok(Next)
+pub(crate) fn neg_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let (r, l) = alu::<SUB, S>(c, 0, c.r::<S>(op.d));
+        c.w::<S>(op.d, r);
+        c.lazy = l;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn not_r<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = !c.r::<S>(op.d) & mask(S);
-    c.w::<S>(op.d, v);
-    Ok(Next)
+pub(crate) fn not_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = !c.r::<S>(op.d) & mask(S);
+        c.w::<S>(op.d, v);
+        Ok(Next)
+    })
 }
 
 /// Shift or rotate `K` of a register by an immediate count, or by CL when `op.s` is set.
-pub(crate) fn shift_r<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let count = if op.s == 1 { c.regs[1] } else { op.imm };
-    let a = c.r::<S>(op.d);
-    let m = match K {
-        SHL => Mnemonic::Shl,
-        SHR => Mnemonic::Shr,
-        SAR => Mnemonic::Sar,
-        ROL => Mnemonic::Rol,
-        _ => Mnemonic::Ror,
-    };
-    match c.shift(m, S, a, count) {
-        Some(r) => c.w::<S>(op.d, r),
-        // A 32-bit register destination is zero-extended even by a zero count.
-        None if S == 4 => c.w::<S>(op.d, a),
-        None => {}
-    }
-    Ok(Next)
+pub(crate) fn shift_r<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let count = if op.s == 1 { c.regs[1] } else { op.imm };
+        let a = c.r::<S>(op.d);
+        let m = match K {
+            SHL => Mnemonic::Shl,
+            SHR => Mnemonic::Shr,
+            SAR => Mnemonic::Sar,
+            ROL => Mnemonic::Rol,
+            _ => Mnemonic::Ror,
+        };
+        match c.shift(m, S, a, count) {
+            Some(r) => c.w::<S>(op.d, r),
+            // A 32-bit register destination is zero-extended even by a zero count.
+            None if S == 4 => c.w::<S>(op.d, a),
+            None => {}
+        }
+        Ok(Next)
+    })
 }
 
 #[inline(always)]
@@ -305,43 +341,55 @@ fn imul<const S: u8>(c: &mut Cpu, d: u8, a: u64, b: u64) {
 }
 
 /// IMUL r, r (THREE: r, r, imm).
-pub(crate) fn imul_r<const THREE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let (a, b) = if THREE { (c.r::<S>(op.s), op.imm) } else { (c.r::<S>(op.d), c.r::<S>(op.s)) };
-    imul::<S>(c, op.d, a, b);
-    Ok(Next)
+pub(crate) fn imul_r<const THREE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let (a, b) = if THREE { (c.r::<S>(op.s), op.imm) } else { (c.r::<S>(op.d), c.r::<S>(op.s)) };
+        imul::<S>(c, op.d, a, b);
+        Ok(Next)
+    })
 }
 
 /// IMUL r, m (THREE: r, m, imm).
-pub(crate) fn imul_m<const THREE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = c.mem_read::<S>(op)?;
-    let (a, b) = if THREE { (v, op.imm) } else { (c.r::<S>(op.d), v) };
-    imul::<S>(c, op.d, a, b);
-    Ok(Next)
+pub(crate) fn imul_m<const THREE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = c.mem_read::<S>(op)?;
+        let (a, b) = if THREE { (v, op.imm) } else { (c.r::<S>(op.d), v) };
+        imul::<S>(c, op.d, a, b);
+        Ok(Next)
+    })
 }
 
-pub(crate) fn setcc_r<const C: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = c.cond(condition(C)) as u64;
-    c.w::<1>(op.d, v);
-    Ok(Next)
+pub(crate) fn setcc_r<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = c.cond(condition(C)) as u64;
+        c.w::<1>(op.d, v);
+        Ok(Next)
+    })
 }
 
-pub(crate) fn setcc_m<const C: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = c.cond(condition(C)) as u64;
-    let l = c.op_lin(op);
-    c.lin_write(l, 1, v)?;
-    Ok(Next)
+pub(crate) fn setcc_m<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = c.cond(condition(C)) as u64;
+        let l = c.op_lin(op);
+        c.lin_write(l, 1, v)?;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn cmov_r<const C: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = if c.cond(condition(C)) { c.r::<S>(op.s) } else { c.r::<S>(op.d) };
-    c.w::<S>(op.d, v);
-    Ok(Next)
+pub(crate) fn cmov_r<const C: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = if c.cond(condition(C)) { c.r::<S>(op.s) } else { c.r::<S>(op.d) };
+        c.w::<S>(op.d, v);
+        Ok(Next)
+    })
 }
 
-pub(crate) fn cmov_m<const C: u8, const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    // The source is read (and may fault) whether or not the move happens.
-    let v = c.mem_read::<S>(op)?;
-    let v = if c.cond(condition(C)) { v } else { c.r::<S>(op.d) };
-    c.w::<S>(op.d, v);
-    Ok(Next)
+pub(crate) fn cmov_m<const C: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        // The source is read (and may fault) whether or not the move happens.
+        let v = c.mem_read::<S>(op)?;
+        let v = if c.cond(condition(C)) { v } else { c.r::<S>(op.d) };
+        c.w::<S>(op.d, v);
+        Ok(Next)
+    })
 }

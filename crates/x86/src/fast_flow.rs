@@ -4,86 +4,108 @@
 //! Branch targets were computed at decode time; a handler that faults leaves RIP and the
 //! stack as they were.
 
-use crate::block::Op;
-use crate::cpu::{Cpu, R};
-use crate::exec::Flow::{self, Branch, Next};
+use crate::block::{step, Op, Step};
+use crate::cpu::Cpu;
+use crate::exec::Flow::{Branch, Next};
 use crate::fast_alu::condition;
 use crate::flags::mask;
 
-pub(crate) fn jcc<const C: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    if c.cond(condition(C)) {
+pub(crate) fn jcc<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        if c.cond(condition(C)) {
+            c.rip = op.imm;
+            return Ok(Branch);
+        }
+        Ok(Next)
+    })
+}
+
+pub(crate) fn jmp_rel(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
         c.rip = op.imm;
-        return Ok(Branch);
-    }
-    Ok(Next)
+        Ok(Branch)
+    })
 }
 
-pub(crate) fn jmp_rel(c: &mut Cpu, op: &Op) -> R<Flow> {
-    c.rip = op.imm;
-    Ok(Branch)
+pub(crate) fn jmp_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        c.rip = c.regs[op.d as usize & 15] & mask(S);
+        Ok(Branch)
+    })
 }
 
-pub(crate) fn jmp_r<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    c.rip = c.regs[op.d as usize & 15] & mask(S);
-    Ok(Branch)
+pub(crate) fn jmp_m<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let l = c.op_lin(op);
+        c.rip = c.lin_read(l, S as usize)?;
+        Ok(Branch)
+    })
 }
 
-pub(crate) fn jmp_m<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let l = c.op_lin(op);
-    c.rip = c.lin_read(l, S as usize)?;
-    Ok(Branch)
+pub(crate) fn call_rel<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        c.push(S as usize, op.next)?;
+        c.rip = op.imm;
+        Ok(Branch)
+    })
 }
 
-pub(crate) fn call_rel<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    c.push(S as usize, op.next)?;
-    c.rip = op.imm;
-    Ok(Branch)
+pub(crate) fn call_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let t = c.regs[op.d as usize & 15] & mask(S);
+        c.push(S as usize, op.next)?;
+        c.rip = t;
+        Ok(Branch)
+    })
 }
 
-pub(crate) fn call_r<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let t = c.regs[op.d as usize & 15] & mask(S);
-    c.push(S as usize, op.next)?;
-    c.rip = t;
-    Ok(Branch)
-}
-
-pub(crate) fn call_m<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let l = c.op_lin(op);
-    let t = c.lin_read(l, S as usize)?;
-    c.push(S as usize, op.next)?;
-    c.rip = t;
-    Ok(Branch)
+pub(crate) fn call_m<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let l = c.op_lin(op);
+        let t = c.lin_read(l, S as usize)?;
+        c.push(S as usize, op.next)?;
+        c.rip = t;
+        Ok(Branch)
+    })
 }
 
 /// RET, releasing `op.imm` more bytes of stack.
-pub(crate) fn ret<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let t = c.pop(S as usize)?;
-    if op.imm != 0 {
-        let ss = c.stack_size();
-        let sp = c.reg(4, ss).wrapping_add(op.imm);
-        c.set_reg(4, ss, sp);
-    }
-    c.rip = t;
-    Ok(Branch)
+pub(crate) fn ret<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let t = c.pop(S as usize)?;
+        if op.imm != 0 {
+            let ss = c.stack_size();
+            let sp = c.reg(4, ss).wrapping_add(op.imm);
+            c.set_reg(4, ss, sp);
+        }
+        c.rip = t;
+        Ok(Branch)
+    })
 }
 
-pub(crate) fn push_r<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = c.regs[op.d as usize & 15] & mask(S);
-    c.push(S as usize, v)?;
-    Ok(Next)
+pub(crate) fn push_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = c.regs[op.d as usize & 15] & mask(S);
+        c.push(S as usize, v)?;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn push_i<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    c.push(S as usize, op.imm)?;
-    Ok(Next)
+pub(crate) fn push_i<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        c.push(S as usize, op.imm)?;
+        Ok(Next)
+    })
 }
 
-pub(crate) fn pop_r<const S: u8>(c: &mut Cpu, op: &Op) -> R<Flow> {
-    let v = c.pop(S as usize)?;
-    c.set_reg(op.d as usize & 15, S, v);
-    Ok(Next)
+pub(crate) fn pop_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        let v = c.pop(S as usize)?;
+        c.set_reg(op.d as usize & 15, S, v);
+        Ok(Next)
+    })
 }
 
-pub(crate) fn nop(_c: &mut Cpu, _op: &Op) -> R<Flow> {
-    Ok(Next)
+pub(crate) fn nop(_c: &mut Cpu, _op: &Op) -> Step {
+    Step::Next
 }

@@ -1,6 +1,7 @@
 //! A Debian kernel booted directly (64-bit entry) on the interpreter with the userspace
 //! irqchip, a serial console and the debug port: how far does it get in a time budget?
 //! Runs only when X86_LINUX_TEST=1 (it takes minutes), with the test guest's kernel.
+//! X86_LINUX_SECS sets the time budget (120 s), X86_LINUX_INSNS an instruction budget.
 
 #![allow(clippy::unwrap_used)]
 
@@ -97,7 +98,11 @@ fn linux_direct_boot() {
     vcpu.set_long_mode_entry(&entry);
     let t = Instant::now();
     let chunk = if std::env::var("X86_TRACE").is_ok() { 1_000_000 } else { 10_000_000 };
-    while t.elapsed().as_secs() < budget {
+    // X86_LINUX_INSNS stops after that many guest instructions (for host instruction counts
+    // under cachegrind, which wall-clock budgets make meaningless).
+    let max_insns: u64 =
+        std::env::var("X86_LINUX_INSNS").ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+    while t.elapsed().as_secs() < budget && vcpu.instructions < max_insns {
         let exit = vcpu.run_for(&buses, chunk).unwrap();
         if exit != machine::vcpu::VcpuExit::Stopped {
             eprintln!("exit: {exit:?}");
