@@ -22,6 +22,8 @@ enum Kind {
     IncDec,
     Not,
     Shift,
+    /// A shift by this immediate count.
+    ShiftBy(u64),
     Rotate,
     DoubleShift,
     Mul,
@@ -90,6 +92,51 @@ fn cases() -> Vec<Case> {
         v.push(Case { name, bytes: vec![0x48, 0x0f, op, 0xf0], kind: Kind::Bit, size: 8 });
         v.push(Case { name, bytes: vec![0x0f, op, 0xf0], kind: Kind::Bit, size: 4 });
     }
+    // Immediate forms, and flag-preserving moves, reach the block engine's specialised
+    // handlers (register forms above do too).
+    let alu_imm = ["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"];
+    for (ext, name) in alu_imm.iter().enumerate() {
+        let modrm = 0xc0 | (ext as u8) << 3;
+        v.push(Case { name, bytes: vec![0x48, 0x83, modrm, 0x85], kind: Kind::Alu, size: 8 });
+        v.push(Case { name, bytes: vec![0x48, 0x81, modrm, 0x01, 0, 0, 0x80], kind: Kind::Alu, size: 8 });
+        v.push(Case { name, bytes: vec![0x83, modrm, 0x7f], kind: Kind::Alu, size: 4 });
+        v.push(Case { name, bytes: vec![0x66, 0x83, modrm, 0xff], kind: Kind::Alu, size: 2 });
+        v.push(Case { name, bytes: vec![0x80, modrm, 0x80], kind: Kind::Alu, size: 1 });
+    }
+    v.push(Case {
+        name: "test-imm",
+        bytes: vec![0x48, 0xf7, 0xc0, 0x00, 0x80, 0, 0],
+        kind: Kind::Alu,
+        size: 8,
+    });
+    v.push(Case { name: "imul3", bytes: vec![0x48, 0x6b, 0xc6, 0xf3], kind: Kind::Mul, size: 8 });
+    v.push(Case { name: "imul3", bytes: vec![0x69, 0xc6, 0x01, 0x00, 0x01, 0x00], kind: Kind::Mul, size: 4 });
+    v.push(Case { name: "imul2", bytes: vec![0x66, 0x0f, 0xaf, 0xc6], kind: Kind::Mul, size: 2 });
+    for (name, modrm, n) in [("shl-imm", 0xe0u8, 5u8), ("shr-imm", 0xe8, 33), ("sar-imm", 0xf8, 1)] {
+        let kind = Kind::ShiftBy(n as u64);
+        v.push(Case { name, bytes: vec![0x48, 0xc1, modrm, n], kind, size: 8 });
+        v.push(Case { name, bytes: vec![0xc1, modrm, n], kind, size: 4 });
+        v.push(Case { name, bytes: vec![0xc0, modrm, n], kind, size: 1 });
+    }
+    for (name, bytes) in [
+        ("mov", vec![0x48, 0x89, 0xf0]),
+        ("mov32", vec![0x89, 0xf0]),
+        ("movzx8", vec![0x48, 0x0f, 0xb6, 0xc6]),
+        ("movzx16", vec![0x0f, 0xb7, 0xc6]),
+        ("movsx8", vec![0x48, 0x0f, 0xbe, 0xc6]),
+        ("movsx16", vec![0x48, 0x0f, 0xbf, 0xc6]),
+        ("movsxd", vec![0x48, 0x63, 0xc6]),
+        ("lea", vec![0x48, 0x8d, 0x44, 0x30, 0x07]),
+        ("lea32", vec![0x8d, 0x44, 0x30, 0xf9]),
+        ("cmove", vec![0x48, 0x0f, 0x44, 0xc6]),
+        ("cmovb32", vec![0x0f, 0x42, 0xc6]),
+        ("cmovl", vec![0x48, 0x0f, 0x4c, 0xc6]),
+        ("seta", vec![0x0f, 0x97, 0xc0]),
+        ("setle", vec![0x0f, 0x9e, 0xc0]),
+        ("not64", vec![0x48, 0xf7, 0xd0]),
+    ] {
+        v.push(Case { name, bytes, kind: Kind::Not, size: 8 });
+    }
     v.push(Case { name: "bsf", bytes: vec![0x48, 0x0f, 0xbc, 0xc6], kind: Kind::Scan, size: 8 });
     v.push(Case { name: "bsr", bytes: vec![0x48, 0x0f, 0xbd, 0xc6], kind: Kind::Scan, size: 8 });
     v
@@ -99,10 +146,11 @@ fn cases() -> Vec<Case> {
 fn defined(case: &Case, b: u64) -> u64 {
     let all = CF | PF | AF | ZF | SF | OF;
     let bits = case.size as u64 * 8;
-    let cnt = b & if case.size == 8 { 63 } else { 31 };
+    let count = if let Kind::ShiftBy(n) = case.kind { n } else { b };
+    let cnt = count & if case.size == 8 { 63 } else { 31 };
     match case.kind {
         Kind::Alu | Kind::IncDec | Kind::Not => all,
-        Kind::Shift => match cnt {
+        Kind::Shift | Kind::ShiftBy(_) => match cnt {
             0 => all,
             1 => all & !AF,
             c if c >= bits => PF | ZF | SF,
