@@ -230,8 +230,12 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     if let Some((_, _, rom)) = &cfg.vga {
         fw.add_file(display::ROM_FW_CFG_NAME, rom.to_vec())?;
     }
-    // Mirror the BIOS and boot loader text screen onto COM1.
-    fw.add_file("etc/sercon-port", (COM1_PORT as u16).to_le_bytes().to_vec())?;
+    // Without a display, SeaBIOS mirrors the BIOS and boot loader text screen onto COM1. With
+    // one (`--vnc`), the screen is the console, as on QEMU: mirroring would print every boot
+    // loader line twice on a serial console that the loader also writes to itself.
+    if cfg.vga.is_none() {
+        fw.add_file("etc/sercon-port", (COM1_PORT as u16).to_le_bytes().to_vec())?;
+    }
     let acpi =
         AcpiConfig { cpus: u32::from(cfg.cpus), pci_hole_start: layout.low_end as u32, pci_window64: None };
     acpi::install(&mut fw, &acpi).map_err(|e| VmError::Build(format!("ACPI tables: {e}")))?;
