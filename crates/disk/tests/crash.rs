@@ -138,7 +138,7 @@ fn run_once(format: &str, opts: &str, path: &Path, delay_ms: u64) {
 #[test]
 fn crash_consistency() {
     if !Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        println!("skipped: qemu-img not found");
+        test_support::skip("crash_consistency", "qemu-img not found");
         return;
     }
     let dir = std::env::temp_dir().join(format!("chr-vmm-crash-{}", std::process::id()));

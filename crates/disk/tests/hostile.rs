@@ -48,7 +48,7 @@ fn poke(path: &Path) -> Result<(), DiskError> {
 #[test]
 fn mutated_metadata_never_panics() {
     if !qemu_img(&["--version"]) {
-        println!("skipped: qemu-img not found");
+        test_support::skip("mutated_metadata_never_panics", "qemu-img not found");
         return;
     }
     let dir = scratch("mut");
@@ -106,7 +106,7 @@ fn mutated_metadata_never_panics() {
 #[test]
 fn backing_loops_end_in_an_error() {
     if !qemu_img(&["--version"]) {
-        println!("skipped: qemu-img not found");
+        test_support::skip("backing_loops_end_in_an_error", "qemu-img not found");
         return;
     }
     let dir = scratch("loop");
@@ -129,7 +129,7 @@ fn backing_loops_end_in_an_error() {
 #[test]
 fn qcow2_write_into_metadata_is_refused() {
     if !qemu_img(&["--version"]) {
-        println!("skipped: qemu-img not found");
+        test_support::skip("qcow2_write_into_metadata_is_refused", "qemu-img not found");
         return;
     }
     let dir = scratch("overlap");

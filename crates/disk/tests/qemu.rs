@@ -10,7 +10,7 @@ const SIZE: u64 = 8 << 20;
 fn have_qemu_img() -> bool {
     let ok = Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
     if !ok {
-        println!("skipped: qemu-img not found");
+        test_support::skip("have_qemu_img", "qemu-img not found");
     }
     ok
 }

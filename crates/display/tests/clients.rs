@@ -86,7 +86,10 @@ fn check(px: &[[i32; 3]], kinds: &[char], tolerance: i32) {
 #[test]
 fn vncdotool_screenshot_and_key() {
     if !have("vncdo") || !have("python3") {
-        println!("skipped: vncdo (pip install vncdotool) or python3 is not installed");
+        test_support::skip(
+            "vncdotool_screenshot_and_key",
+            "vncdo (pip install vncdotool) or python3 is not installed",
+        );
         return;
     }
     let (_rig, addr, keys) = pattern();
@@ -103,7 +106,7 @@ fn vncdotool_screenshot_and_key() {
     assert!(status.success(), "vncdo failed");
     let (pts, kinds) = probe_points(true);
     let Some((w, h, px)) = read_pixels(&png, &pts) else {
-        println!("skipped: PIL cannot read the screenshot");
+        test_support::skip("vncdotool_screenshot_and_key", "PIL cannot read the screenshot");
         return;
     };
     assert_eq!((w, h), (720, 400));
@@ -120,7 +123,10 @@ fn vncdotool_screenshot_and_key() {
 #[test]
 fn vncsnapshot_screenshot() {
     if !have("vncsnapshot") || !have("python3") {
-        println!("skipped: vncsnapshot (Debian package vncsnapshot) or python3 is not installed");
+        test_support::skip(
+            "vncsnapshot_screenshot",
+            "vncsnapshot (Debian package vncsnapshot) or python3 is not installed",
+        );
         return;
     }
     let (_rig, addr, _) = pattern();
@@ -136,7 +142,7 @@ fn vncsnapshot_screenshot() {
     assert!(out.status.success(), "vncsnapshot failed: {}", String::from_utf8_lossy(&out.stderr));
     let (pts, kinds) = probe_points(false);
     let Some((w, h, px)) = read_pixels(&jpg, &pts) else {
-        println!("skipped: PIL cannot read the screenshot");
+        test_support::skip("vncsnapshot_screenshot", "PIL cannot read the screenshot");
         return;
     };
     assert_eq!((w, h), (720, 400));

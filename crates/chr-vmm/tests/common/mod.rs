@@ -27,13 +27,7 @@ pub fn chr_vmm() -> PathBuf {
 /// Records that `test` could not run here and why; the test then returns without asserting.
 /// scripts/test.sh lists these and counts them as skipped, not passed.
 pub fn skip(test: &str, reason: &str) {
-    let line = format!("{test}: {reason}");
-    eprintln!("SKIPPED: {line}");
-    if let Some(log) = std::env::var_os("CHR_VMM_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-            let _ = writeln!(f, "{line}");
-        }
-    }
+    test_support::skip(test, reason);
 }
 
 /// Builds (or finds cached) the test guest; returns its directory.
