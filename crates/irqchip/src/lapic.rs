@@ -224,27 +224,33 @@ impl LocalApic {
     /// The next interrupt to take (already acknowledged), if any: the APIC's own, or the
     /// 8259's through LINT0 in ExtINT mode.
     pub fn take_interrupt(&self) -> Option<u8> {
-        if !self.hint.load(Ordering::Relaxed) {
+        // Clear the hint before looking, so that an interrupt delivered while we look sets it
+        // again rather than being overwritten by a late "nothing pending".
+        if !self.hint.swap(false, Ordering::SeqCst) {
             return None;
         }
         let mut s = self.lock();
         if let Some(v) = s.deliverable() {
             clear(&mut s.irr, v);
             set(&mut s.isr, v);
+            // More may be waiting behind this one.
+            self.hint.store(true, Ordering::SeqCst);
             return Some(v);
         }
         let pic_ok = s.accepts_pic();
         let irr_any = s.irr.iter().any(|w| *w != 0);
         drop(s);
+        if irr_any {
+            // Requests held back by the processor priority: look again after the next EOI.
+            self.hint.store(true, Ordering::SeqCst);
+        }
         if pic_ok {
             if let Some(p) = self.platform.upgrade() {
                 if let Some(v) = p.pic_ack() {
+                    self.hint.store(true, Ordering::SeqCst);
                     return Some(v);
                 }
             }
-        }
-        if !irr_any {
-            self.hint.store(false, Ordering::Relaxed);
         }
         None
     }
