@@ -1,6 +1,7 @@
 //! Network backends for chr-vmm's virtio-net cards.
 //!
-//! A [`Backend`] moves whole Ethernet frames (no virtio header) between a card and the outside:
+//! A [`Backend`] moves whole Ethernet frames between a card and the outside, behind a virtio-net
+//! header when [`Backend::vnet_hdr`] says so (the tap), bare otherwise:
 //! - [`slirp::SlirpBackend`]: user-mode networking on libslirp (DHCP, DNS, NAT, port forwards),
 //!   no privileges needed;
 //! - [`tap::TapBackend`]: a tap interface;
@@ -31,14 +32,49 @@ pub use spec::{
 /// rounded up. Frames longer than this are dropped where they arrive.
 pub const MAX_FRAME: usize = 9216;
 
+/// The virtio-net header in front of every frame of a backend with [`Backend::vnet_hdr`]: the
+/// virtio 1.0 layout (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers),
+/// little-endian, `num_buffers` unused.
+pub const VNET_HDR_LEN: usize = 12;
+
+/// The longest frame behind a vnet header once segmentation offload is on: a 64 KiB GSO packet,
+/// its Ethernet header and two VLAN tags.
+pub const MAX_GSO_FRAME: usize = 65_536 + 14 + 8;
+
+/// The offloads the guest accepts on frames it receives: what a backend with a vnet header may
+/// hand over with the checksum still to do ([`GuestOffloads::csum`]) or not yet segmented.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestOffloads {
+    /// Partially checksummed frames (VIRTIO_NET_F_GUEST_CSUM).
+    pub csum: bool,
+    /// TCP over IPv4 segmentation (GUEST_TSO4).
+    pub tso4: bool,
+    /// TCP over IPv6 segmentation (GUEST_TSO6).
+    pub tso6: bool,
+    /// Segmented TCP with ECN (GUEST_ECN).
+    pub tso_ecn: bool,
+}
+
 /// Moves Ethernet frames between one virtio-net card and the outside.
 pub trait Backend: Send {
-    /// Sends one frame from the guest. Never blocks: a frame the backend cannot take now fails
-    /// with [`io::ErrorKind::WouldBlock`] and the caller drops it.
+    /// Sends one frame from the guest (behind a [`VNET_HDR_LEN`]-byte header when
+    /// [`Backend::vnet_hdr`]). Never blocks: a frame the backend cannot take now fails with
+    /// [`io::ErrorKind::WouldBlock`] and the caller drops it.
     fn send(&mut self, frame: &[u8]) -> io::Result<()>;
-    /// Receives one frame for the guest into `buf`, returning its length, or `Ok(None)` when none
-    /// waits. A frame longer than `buf` is dropped by the backend (and counted in its log).
+    /// Receives one frame for the guest into `buf` (behind a header when [`Backend::vnet_hdr`]),
+    /// returning its length, or `Ok(None)` when none waits. A frame that does not fit in `buf`
+    /// with a byte to spare is dropped by the backend (and counted in its log).
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+    /// Whether frames cross this backend behind a [`VNET_HDR_LEN`]-byte virtio-net header, so
+    /// that checksum and segmentation offloads can pass through it.
+    fn vnet_hdr(&self) -> bool {
+        false
+    }
+    /// Tells a backend with a vnet header which offloads the guest accepts on its frames. The
+    /// default (and the state before the first call) is none.
+    fn set_guest_offloads(&mut self, _offloads: GuestOffloads) -> io::Result<()> {
+        Ok(())
+    }
     /// A descriptor that polls readable (level-triggered) while [`Backend::recv`] may have a frame.
     fn rx_fd(&self) -> RawFd;
     /// What the backend is, for log messages (e.g. `tap tap0`).

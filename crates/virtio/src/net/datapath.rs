@@ -8,7 +8,10 @@
 //! interface costs neither CPU nor the VM.
 //!
 //! Everything in a chain comes from the guest: chain lengths, buffer sizes and headers are
-//! checked, and a bad chain is returned (or dropped) and counted.
+//! checked, and a bad chain is returned (or dropped) and counted. With a backend that carries the
+//! virtio-net header, the guest's header is checked and handed on in front of the frame, and the
+//! backend's header is checked and handed to the guest; frames being segmented may then be up to
+//! [`::net::MAX_GSO_FRAME`] long.
 
 use std::io::{Read, Write};
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -20,6 +23,7 @@ use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT, Reader, Writer};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
+use super::header::{self, VnetHeader};
 use super::{features, NetStats, RX_QUEUE, TX_QUEUE};
 use crate::{ActiveQueue, VirtioInterrupt};
 
@@ -27,8 +31,6 @@ use crate::{ActiveQueue, VirtioInterrupt};
 pub(crate) const HDR_LEN_MODERN: usize = 12;
 /// The legacy header without `num_buffers`.
 pub(crate) const HDR_LEN_LEGACY: usize = 10;
-/// The header's NEEDS_CSUM flag: the driver asks for a checksum offload it was not offered.
-const HDR_F_NEEDS_CSUM: u8 = 1;
 /// The most descriptors one chain may have (Linux uses at most about 20).
 const MAX_DESCRIPTORS: usize = 64;
 /// The most receive chains one frame may be merged over.
@@ -61,14 +63,23 @@ pub(crate) struct DataPath {
     tx: Queue,
     tx_event: EventFd,
     backend: Box<dyn ::net::Backend>,
+    /// The guest's header length (10 or 12).
     hdr_len: usize,
+    /// The backend's header length: [`::net::VNET_HDR_LEN`], or 0 for bare frames.
+    backend_hdr: usize,
+    /// The offload features in force ([`header::effective_offloads`]; none without a backend
+    /// header).
+    offloads: u64,
     mergeable: bool,
     max_frame: usize,
     stats: Arc<NetStats>,
-    /// The frame from the backend; `pending` bytes of it wait for a guest buffer.
+    /// What the backend handed over (its header, then the frame); the frame of `pending` waits
+    /// for a guest buffer, with the header the guest will see.
     rx_frame: Vec<u8>,
-    pending: Option<usize>,
+    pending: Option<(VnetHeader, usize)>,
+    /// Room for the backend's header and the longest frame the guest may send.
     tx_frame: Vec<u8>,
+    bad_headers: u64,
     starving: bool,
     retry_at: Option<Instant>,
     armed: bool,
@@ -96,6 +107,21 @@ impl DataPath {
         let modern = acked_features & crate::features::VERSION_1 != 0;
         let hdr_len = if mergeable || modern { HDR_LEN_MODERN } else { HDR_LEN_LEGACY };
         let max_frame = max_frame.min(::net::MAX_FRAME);
+        let (backend_hdr, offloads) = if backend.vnet_hdr() {
+            (::net::VNET_HDR_LEN, header::effective_offloads(acked_features))
+        } else {
+            (0, 0)
+        };
+        let tx_max = if offloads & (features::HOST_TSO4 | features::HOST_TSO6) != 0 {
+            ::net::MAX_GSO_FRAME
+        } else {
+            max_frame
+        };
+        let rx_max = if offloads & (features::GUEST_TSO4 | features::GUEST_TSO6) != 0 {
+            ::net::MAX_GSO_FRAME
+        } else {
+            ::net::MAX_FRAME
+        };
         Self {
             memory,
             interrupt,
@@ -105,12 +131,16 @@ impl DataPath {
             tx_event: tx.event,
             backend,
             hdr_len,
+            backend_hdr,
+            offloads,
             mergeable,
             max_frame,
             stats,
-            rx_frame: vec![0; ::net::MAX_FRAME + 1],
+            // One byte to spare, so that a frame too long shows.
+            rx_frame: vec![0; backend_hdr + rx_max + 1],
             pending: None,
-            tx_frame: vec![0; max_frame],
+            tx_frame: vec![0; backend_hdr + tx_max],
+            bad_headers: 0,
             starving: false,
             retry_at: None,
             armed: false,
@@ -257,27 +287,38 @@ impl DataPath {
             NetStats::add(&self.stats.tx_malformed, 1);
             return;
         };
-        if len > self.max_frame {
+        if len > self.tx_frame.len() - self.backend_hdr {
             NetStats::add(&self.stats.tx_oversized, 1);
             return;
         }
-        let mut header = [0u8; HDR_LEN_MODERN];
-        if reader.read_exact(&mut header[..self.hdr_len]).is_err() {
+        let mut raw = [0u8; HDR_LEN_MODERN];
+        if reader.read_exact(&mut raw[..self.hdr_len]).is_err() {
             NetStats::add(&self.stats.tx_malformed, 1);
             return;
         }
-        let (flags, gso_type) = (header[0], header[1]);
-        if flags & HDR_F_NEEDS_CSUM != 0 || gso_type != 0 {
-            // Offloads were never offered: a driver that asks for one is broken or hostile.
+        let header =
+            match VnetHeader::parse(&raw[..self.hdr_len]).check_tx(len, self.offloads, self.max_frame) {
+                Ok(h) => h,
+                Err(e) => {
+                    NetStats::add(&self.stats.tx_malformed, 1);
+                    self.note_bad_header("the guest sent", &e);
+                    return;
+                }
+            };
+        // Only a frame to be segmented may be longer than the MTU allows.
+        if len > self.max_frame && !header.is_gso() {
+            NetStats::add(&self.stats.tx_oversized, 1);
+            return;
+        }
+        let wire = &mut self.tx_frame[..self.backend_hdr + len];
+        if reader.read_exact(&mut wire[self.backend_hdr..]).is_err() {
             NetStats::add(&self.stats.tx_malformed, 1);
             return;
         }
-        let frame = &mut self.tx_frame[..len];
-        if reader.read_exact(frame).is_err() {
-            NetStats::add(&self.stats.tx_malformed, 1);
-            return;
+        if self.backend_hdr > 0 {
+            wire[..self.backend_hdr].copy_from_slice(&header.to_bytes(0)[..self.backend_hdr]);
         }
-        match self.backend.send(frame) {
+        match self.backend.send(wire) {
             Ok(()) => {
                 NetStats::add(&self.stats.tx_frames, 1);
                 NetStats::add(&self.stats.tx_bytes, len as u64);
@@ -296,14 +337,50 @@ impl DataPath {
         }
     }
 
+    /// Logs the first bad header and then every power of two of them.
+    fn note_bad_header(&mut self, who: &str, e: &header::HeaderError) {
+        self.bad_headers += 1;
+        if self.bad_headers.is_power_of_two() {
+            log::warn!(
+                "virtio-net: {who} a frame with a bad header ({e}); dropped ({} so far)",
+                self.bad_headers
+            );
+        }
+    }
+
+    /// The header and frame length of the `n` bytes the backend handed over, or `None` (counted)
+    /// when its header asks for something the guest did not accept.
+    fn received(&mut self, n: usize) -> Option<(VnetHeader, usize)> {
+        if self.backend_hdr == 0 {
+            return Some((VnetHeader::default(), n));
+        }
+        let Some(len) = n.checked_sub(self.backend_hdr) else {
+            NetStats::add(&self.stats.rx_dropped, 1);
+            return None;
+        };
+        let raw = VnetHeader::parse(&self.rx_frame[..self.backend_hdr]);
+        match raw.check_rx(len, self.offloads) {
+            Ok(h) => Some((h, len)),
+            Err(e) => {
+                NetStats::add(&self.stats.rx_dropped, 1);
+                let who = format!("{} handed over", self.backend.describe());
+                self.note_bad_header(&who, &e);
+                None
+            }
+        }
+    }
+
     /// Moves frames from the backend into the guest's receive buffers while both have some.
     pub(crate) fn process_rx(&mut self) {
         let mut delivered = 0usize;
         for _ in 0..BUDGET {
-            let len = match self.pending.take() {
-                Some(n) => n,
+            let (header, len) = match self.pending.take() {
+                Some(p) => p,
                 None => match self.backend.recv(&mut self.rx_frame) {
-                    Ok(Some(n)) => n,
+                    Ok(Some(n)) => match self.received(n) {
+                        Some(p) => p,
+                        None => continue,
+                    },
                     Ok(None) => break,
                     Err(e) => {
                         NetStats::add(&self.stats.rx_backend_errors, 1);
@@ -319,11 +396,12 @@ impl DataPath {
                     }
                 },
             };
-            if !(MIN_FRAME..=self.max_frame).contains(&len) {
+            let limit = if header.is_gso() { ::net::MAX_GSO_FRAME } else { self.max_frame };
+            if !(MIN_FRAME..=limit).contains(&len) {
                 NetStats::add(&self.stats.rx_dropped, 1);
                 continue;
             }
-            match self.deliver(len) {
+            match self.deliver(header, len) {
                 Delivery::Delivered => {
                     delivered += 1;
                     NetStats::add(&self.stats.rx_frames, 1);
@@ -331,7 +409,7 @@ impl DataPath {
                 }
                 Delivery::Dropped => NetStats::add(&self.stats.rx_dropped, 1),
                 Delivery::NoBuffers => {
-                    self.pending = Some(len);
+                    self.pending = Some((header, len));
                     // Ask for a kick when buffers come; if some came meanwhile, go on.
                     match self.rx.enable_notification(&self.memory) {
                         Ok(true) => continue,
@@ -348,8 +426,8 @@ impl DataPath {
         }
     }
 
-    /// Puts the first `len` bytes of `rx_frame` into the guest's receive buffers.
-    fn deliver(&mut self, len: usize) -> Delivery {
+    /// Puts `header` and the `len`-byte frame in `rx_frame` into the guest's receive buffers.
+    fn deliver(&mut self, header: VnetHeader, len: usize) -> Delivery {
         let mem = &self.memory;
         let total = self.hdr_len + len;
         let limit = if self.mergeable { MAX_RX_CHAINS } else { 1 };
@@ -400,7 +478,7 @@ impl DataPath {
         }
 
         let num_buffers = u16::try_from(chains.len()).unwrap_or(u16::MAX);
-        let mut data = &self.rx_frame[..len];
+        let mut data = &self.rx_frame[self.backend_hdr..self.backend_hdr + len];
         let mut used = Vec::with_capacity(chains.len());
         for (i, (head, chain, room)) in chains.into_iter().enumerate() {
             let Ok(mut w) = Writer::new(mem, chain) else {
@@ -409,8 +487,7 @@ impl DataPath {
             };
             let mut written = 0usize;
             if i == 0 {
-                let mut header = [0u8; HDR_LEN_MODERN];
-                header[10..12].copy_from_slice(&num_buffers.to_le_bytes());
+                let header = header.to_bytes(num_buffers);
                 if w.write_all(&header[..self.hdr_len]).is_ok() {
                     written = self.hdr_len;
                 }
@@ -433,8 +510,7 @@ impl DataPath {
     /// Writes a header announcing `num_buffers` buffers and returns its length.
     fn write_header(&self, chain: DescriptorChain<&GuestMemory>, num_buffers: u16) -> Option<usize> {
         let mut w = Writer::new(&self.memory, chain).ok()?;
-        let mut header = [0u8; HDR_LEN_MODERN];
-        header[10..12].copy_from_slice(&num_buffers.to_le_bytes());
+        let header = VnetHeader::default().to_bytes(num_buffers);
         let n = self.hdr_len.min(w.available_bytes());
         w.write_all(&header[..n]).ok()?;
         Some(n)

@@ -1,13 +1,18 @@
 //! virtio-net: queue 0 receives, queue 1 transmits, over any [`::net::Backend`].
 //!
 //! Offered features: MAC, STATUS (the link is always up), MTU (68..9000) and MRG_RXBUF, so that
-//! jumbo frames fit in Linux's ordinary receive buffers. No checksum or segmentation offloads:
-//! frames cross the backend complete, and a header asking for an offload is refused.
+//! jumbo frames fit in Linux's ordinary receive buffers. When the backend carries a virtio-net
+//! header (the tap), also checksum and TCP segmentation offloads both ways (CSUM, HOST_TSO4/6,
+//! HOST_ECN; GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN): headers then pass between the guest and the
+//! backend, each checked against what was negotiated ([`header`]), and the backend is told which
+//! offloads the guest accepts. Otherwise frames cross the backend complete, and a header asking
+//! for an offload is refused.
 //!
 //! The header before each frame is 12 bytes when the driver accepted VERSION_1 or MRG_RXBUF and
-//! 10 bytes otherwise (a legacy driver without mergeable buffers).
+//! 10 bytes otherwise (a legacy driver without mergeable buffers); the backend's is always 12.
 
 mod datapath;
+mod header;
 
 #[cfg(test)]
 mod tests;
@@ -23,10 +28,26 @@ use datapath::DataPath;
 
 /// virtio-net feature bits.
 pub mod features {
+    /// The device finishes partial checksums of the driver's frames (NEEDS_CSUM).
+    pub const CSUM: u64 = 1 << 0;
+    /// The driver accepts frames with partial checksums.
+    pub const GUEST_CSUM: u64 = 1 << 1;
     /// `mtu` in the configuration is the largest MTU the driver should use.
     pub const MTU: u64 = 1 << 3;
     /// `mac` in the configuration is the card's address.
     pub const MAC: u64 = 1 << 5;
+    /// The driver accepts TCP/IPv4 frames still to be segmented.
+    pub const GUEST_TSO4: u64 = 1 << 7;
+    /// The driver accepts TCP/IPv6 frames still to be segmented.
+    pub const GUEST_TSO6: u64 = 1 << 8;
+    /// The driver accepts TCP frames still to be segmented that use ECN.
+    pub const GUEST_ECN: u64 = 1 << 9;
+    /// The device segments the driver's TCP/IPv4 frames.
+    pub const HOST_TSO4: u64 = 1 << 11;
+    /// The device segments the driver's TCP/IPv6 frames.
+    pub const HOST_TSO6: u64 = 1 << 12;
+    /// The device segments the driver's TCP frames that use ECN.
+    pub const HOST_ECN: u64 = 1 << 13;
     /// The driver can merge receive buffers (and the header carries `num_buffers`).
     pub const MRG_RXBUF: u64 = 1 << 15;
     /// `status` in the configuration reports the link.
@@ -50,7 +71,8 @@ pub struct NetStats {
     pub tx_frames: AtomicU64,
     /// Their bytes.
     pub tx_bytes: AtomicU64,
-    /// Guest frames dropped as malformed: truncated chains, short frames, offload headers.
+    /// Guest frames dropped as malformed: truncated chains, short frames, headers asking for
+    /// offloads that were not negotiated or that do not fit the frame.
     pub tx_malformed: AtomicU64,
     /// Guest frames dropped as longer than the MTU allows.
     pub tx_oversized: AtomicU64,
@@ -60,7 +82,8 @@ pub struct NetStats {
     pub rx_frames: AtomicU64,
     /// Their bytes.
     pub rx_bytes: AtomicU64,
-    /// Frames for the guest dropped: too long for the MTU or for the guest's buffers.
+    /// Frames for the guest dropped: too long for the MTU or for the guest's buffers, or behind a
+    /// header asking for an offload the guest did not accept.
     pub rx_dropped: AtomicU64,
     /// Receive buffers the guest offered that could not be used (unwritable, outside RAM).
     pub rx_bad_buffers: AtomicU64,
@@ -77,6 +100,8 @@ impl NetStats {
 /// A virtio network card.
 pub struct Net {
     backend: Option<Box<dyn ::net::Backend>>,
+    /// The backend carries a virtio-net header, so offloads can be offered.
+    vnet_hdr: bool,
     config: [u8; CONFIG_LEN],
     mtu: u16,
     queue_sizes: [u16; 2],
@@ -94,6 +119,7 @@ impl Net {
         config[8..10].copy_from_slice(&1u16.to_le_bytes());
         config[10..12].copy_from_slice(&mtu.to_le_bytes());
         Self {
+            vnet_hdr: backend.vnet_hdr(),
             backend: Some(backend),
             config,
             mtu,
@@ -121,7 +147,12 @@ impl VirtioDevice for Net {
     }
 
     fn features(&self) -> u64 {
-        features::MAC | features::STATUS | features::MTU | features::MRG_RXBUF
+        let base = features::MAC | features::STATUS | features::MTU | features::MRG_RXBUF;
+        if self.vnet_hdr {
+            base | header::OFFLOAD_FEATURES
+        } else {
+            base
+        }
     }
 
     fn queue_max_sizes(&self) -> &[u16] {
@@ -157,10 +188,20 @@ impl VirtioDevice for Net {
         }
         let rx = rx.ok_or(ActivateError::MissingQueue(RX_QUEUE))?;
         let tx = tx.ok_or(ActivateError::MissingQueue(TX_QUEUE))?;
-        let backend = match self.backend.take() {
+        let mut backend = match self.backend.take() {
             Some(b) => b,
             None => Box::new(::net::NullBackend::new()?),
         };
+        if backend.vnet_hdr() {
+            let offloads = header::guest_offloads(header::effective_offloads(acked_features));
+            if let Err(e) = backend.set_guest_offloads(offloads) {
+                // The backend then finishes frames itself, which the guest takes either way.
+                log::warn!(
+                    "virtio-net: {} refused the guest's offloads {offloads:?}: {e}",
+                    backend.describe()
+                );
+            }
+        }
         let stop = EventFd::new(EFD_NONBLOCK)?;
         let mut path = DataPath::new(
             memory,
@@ -187,7 +228,18 @@ impl VirtioDevice for Net {
                 log::error!("virtio-net: cannot signal the worker to stop: {e}");
             }
             match thread.join() {
-                Ok(backend) => self.backend = Some(backend),
+                Ok(mut backend) => {
+                    // The next driver may accept fewer offloads: none until it says.
+                    if backend.vnet_hdr() {
+                        if let Err(e) = backend.set_guest_offloads(::net::GuestOffloads::default()) {
+                            log::warn!(
+                                "virtio-net: {} cannot turn its offloads off: {e}",
+                                backend.describe()
+                            );
+                        }
+                    }
+                    self.backend = Some(backend);
+                }
                 Err(_) => log::error!("virtio-net: the worker panicked; the card has no backend now"),
             }
         }

@@ -30,11 +30,15 @@ struct Wire {
     sent: Vec<Vec<u8>>,
     inbound: VecDeque<Vec<u8>>,
     refuse: bool,
+    /// What the card last told the backend about the guest's offloads.
+    offloads: Option<::net::GuestOffloads>,
 }
 
 struct MockBackend {
     wire: Arc<Mutex<Wire>>,
     ready: EventFd,
+    /// Frames carry a 12-byte virtio-net header, as on a tap with IFF_VNET_HDR.
+    vnet_hdr: bool,
 }
 
 impl ::net::Backend for MockBackend {
@@ -47,18 +51,30 @@ impl ::net::Backend for MockBackend {
         Ok(())
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let Some(f) = self.wire.lock().unwrap().inbound.pop_front() else {
-            let _ = self.ready.read();
-            return Ok(None);
-        };
-        buf[..f.len()].copy_from_slice(&f);
-        Ok(Some(f.len()))
+        loop {
+            let Some(f) = self.wire.lock().unwrap().inbound.pop_front() else {
+                let _ = self.ready.read();
+                return Ok(None);
+            };
+            // As the tap: a frame that does not fit with a byte to spare is dropped.
+            if f.len() < buf.len() {
+                buf[..f.len()].copy_from_slice(&f);
+                return Ok(Some(f.len()));
+            }
+        }
     }
     fn rx_fd(&self) -> RawFd {
         self.ready.as_raw_fd()
     }
     fn describe(&self) -> String {
         "mock".into()
+    }
+    fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
+    }
+    fn set_guest_offloads(&mut self, offloads: ::net::GuestOffloads) -> io::Result<()> {
+        self.wire.lock().unwrap().offloads = Some(offloads);
+        Ok(())
     }
 }
 
@@ -140,9 +156,15 @@ struct Harness {
 
 impl Harness {
     fn new(acked: u64, mtu: u16) -> Self {
+        Self::with_backend(acked, mtu, false)
+    }
+
+    /// A card on a backend that carries the virtio-net header when `vnet_hdr`.
+    fn with_backend(acked: u64, mtu: u16, vnet_hdr: bool) -> Self {
         let mem = GuestMemory::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
         let wire = Arc::new(Mutex::new(Wire::default()));
-        let backend = MockBackend { wire: wire.clone(), ready: EventFd::new(EFD_NONBLOCK).unwrap() };
+        let backend =
+            MockBackend { wire: wire.clone(), ready: EventFd::new(EFD_NONBLOCK).unwrap(), vnet_hdr };
         let rec = Arc::new(Recorder::default());
         let interrupt = Arc::new(VirtioInterrupt::new(IrqLine::new(rec.clone(), 11), rec.clone(), 2, 3));
         let rx = Ring { base: RX_RING, next_desc: 0, avail_idx: 0 };
@@ -374,7 +396,7 @@ fn frames_that_cannot_fit_are_dropped_and_counted() {
 #[test]
 fn configuration_space_and_features() {
     let wire = Arc::new(Mutex::new(Wire::default()));
-    let backend = MockBackend { wire, ready: EventFd::new(EFD_NONBLOCK).unwrap() };
+    let backend = MockBackend { wire, ready: EventFd::new(EFD_NONBLOCK).unwrap(), vnet_hdr: false };
     let n = Net::new(Box::new(backend), [0x52, 0x54, 0, 1, 2, 3], 9000);
     assert_eq!(n.device_type(), crate::device_type::NET);
     let f = n.features();
@@ -402,7 +424,7 @@ fn activated_card_echoes_through_its_worker_thread() {
     let mem = GuestMemory::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let wire = Arc::new(Mutex::new(Wire::default()));
     let ready = EventFd::new(EFD_NONBLOCK).unwrap();
-    let backend = MockBackend { wire: wire.clone(), ready: ready.try_clone().unwrap() };
+    let backend = MockBackend { wire: wire.clone(), ready: ready.try_clone().unwrap(), vnet_hdr: false };
     let rec = Arc::new(Recorder::default());
     let interrupt = Arc::new(VirtioInterrupt::new(IrqLine::new(rec.clone(), 11), rec.clone(), 2, 3));
     let mut rx = Ring { base: RX_RING, next_desc: 0, avail_idx: 0 };
@@ -524,4 +546,275 @@ fn guest_gets_a_dhcp_offer_through_the_card_and_slirp() {
         assert_eq!(&offer[42 + 16..42 + 20], &[10, 0, 2, 15], "yiaddr, header length {hdr}");
         assert_eq!(card.stats().tx_frames.load(Ordering::Relaxed), 1);
     }
+}
+
+/// Offloads a Linux guest accepts on a card that offers them all.
+const OFFLOADS: u64 = features::CSUM
+    | features::GUEST_CSUM
+    | features::GUEST_TSO4
+    | features::GUEST_TSO6
+    | features::GUEST_ECN
+    | features::HOST_TSO4
+    | features::HOST_TSO6
+    | features::HOST_ECN;
+
+/// A header as `struct virtio_net_hdr_v1` lays it out.
+fn vnet_header(
+    flags: u8,
+    gso_type: u8,
+    hdr_len: u16,
+    gso_size: u16,
+    csum: (u16, u16),
+    num_buffers: u16,
+) -> Vec<u8> {
+    let mut h = vec![flags, gso_type];
+    for v in [hdr_len, gso_size, csum.0, csum.1, num_buffers] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    h
+}
+
+/// The guest queues `header` + `frame` as one transmit buffer, the `slot`th of 64 KiB + 4 KiB
+/// from 0x80000.
+fn queue_tx(h: &mut Harness, slot: u64, header: &[u8], frame: &[u8]) {
+    let mut buf = header.to_vec();
+    buf.extend_from_slice(frame);
+    let at = 0x8_0000 + slot * 0x1_1000;
+    h.mem.write_slice(&buf, GuestAddress(at)).unwrap();
+    h.tx.add(&h.mem, &[(at, buf.len() as u32, false)]);
+}
+
+#[test]
+fn offloads_are_offered_and_passed_on_only_with_a_header_carrying_backend() {
+    for vnet_hdr in [false, true] {
+        let wire = Arc::new(Mutex::new(Wire::default()));
+        let backend =
+            MockBackend { wire: wire.clone(), ready: EventFd::new(EFD_NONBLOCK).unwrap(), vnet_hdr };
+        let mut card = Net::new(Box::new(backend), [2, 0, 0, 0, 0, 1], 1500);
+        let offered = card.features() & OFFLOADS;
+        assert_eq!(offered, if vnet_hdr { OFFLOADS } else { 0 }, "vnet header {vnet_hdr}");
+        // Linux's set, then a driver that takes segmentation without checksum offload.
+        for (acked, want) in [
+            (MODERN | OFFLOADS, ::net::GuestOffloads { csum: true, tso4: true, tso6: true, tso_ecn: true }),
+            (MODERN | features::GUEST_TSO4 | features::GUEST_ECN, ::net::GuestOffloads::default()),
+        ] {
+            let mem = GuestMemory::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+            let rec = Arc::new(Recorder::default());
+            let interrupt = Arc::new(VirtioInterrupt::new(IrqLine::new(rec.clone(), 11), rec, 2, 3));
+            let (rx, tx) = (
+                Ring { base: RX_RING, next_desc: 0, avail_idx: 0 },
+                Ring { base: TX_RING, next_desc: 0, avail_idx: 0 },
+            );
+            card.activate(Activation {
+                memory: mem.clone(),
+                interrupt,
+                queues: vec![
+                    ActiveQueue {
+                        index: 0,
+                        queue: rx.queue(&mem),
+                        event: EventFd::new(EFD_NONBLOCK).unwrap(),
+                    },
+                    ActiveQueue {
+                        index: 1,
+                        queue: tx.queue(&mem),
+                        event: EventFd::new(EFD_NONBLOCK).unwrap(),
+                    },
+                ],
+                acked_features: acked & card.features(),
+            })
+            .unwrap();
+            let told = wire.lock().unwrap().offloads;
+            assert_eq!(told, vnet_hdr.then_some(want), "acked {acked:#x}");
+            card.reset();
+            let told = wire.lock().unwrap().offloads;
+            assert_eq!(told, vnet_hdr.then_some(::net::GuestOffloads::default()), "after reset, none");
+        }
+    }
+}
+
+#[test]
+fn transmit_passes_the_guests_header_to_the_backend() {
+    // A 64 KiB TCP/IPv4 segment to be split at 1448 bytes, its checksum still to do.
+    let gso = vnet_header(1, 1, 66, 1448, (34, 16), 0);
+    let big = Harness::frame(::net::MAX_GSO_FRAME - 8, 1);
+    // A small frame with only its checksum to do, and a complete one.
+    let csum = vnet_header(1, 0, 0, 0, (34, 6), 0);
+    let small = Harness::frame(100, 2);
+    let plain = vnet_header(0, 0, 0, 0, (0, 0), 0);
+    for (acked, hdr) in [(MODERN | OFFLOADS, 12usize), (OFFLOADS, 10)] {
+        let mut h = Harness::with_backend(acked, 1500, true);
+        queue_tx(&mut h, 0, &gso[..hdr], &big);
+        queue_tx(&mut h, 1, &csum[..hdr], &small);
+        queue_tx(&mut h, 2, &plain[..hdr], &small);
+        // ECN on a TCP/IPv6 segment, num_buffers (which the driver must leave 0) not handed on.
+        let ecn = vnet_header(1, 0x84, 74, 1428, (54, 16), 7);
+        queue_tx(&mut h, 3, &ecn[..hdr], &Harness::frame(3000, 3));
+        h.path.process_tx();
+        let sent = std::mem::take(&mut h.wire.lock().unwrap().sent);
+        assert_eq!(sent.len(), 4, "guest header {hdr} bytes");
+        let with = |header: &[u8], frame: &[u8]| [header, frame].concat();
+        assert!(sent[0] == with(&gso, &big), "the 12-byte header goes first, whatever the guest's");
+        assert!(sent[1] == with(&csum, &small));
+        assert!(sent[2] == with(&plain, &small));
+        assert!(sent[3] == with(&vnet_header(1, 0x84, 74, 1428, (54, 16), 0), &Harness::frame(3000, 3)));
+        assert_eq!(Harness::count(&h.stats.tx_frames), 4);
+        assert_eq!(Harness::count(&h.stats.tx_malformed), 0);
+        assert_eq!(h.tx.used_idx(&h.mem), 4);
+    }
+}
+
+#[test]
+fn hostile_transmit_headers_are_dropped_and_counted() {
+    let frame = Harness::frame(100, 4);
+    // Each of these is refused with every offload negotiated except TSO6 and ECN.
+    let hostile: &[(&str, Vec<u8>)] = &[
+        ("UDP fragmentation (never offered)", vnet_header(1, 3, 42, 1400, (34, 6), 0)),
+        ("UDP segmentation (never offered)", vnet_header(1, 5, 42, 1400, (34, 6), 0)),
+        ("an unknown gso_type", vnet_header(1, 0x42, 54, 1400, (34, 16), 0)),
+        ("ECN alone", vnet_header(1, 0x80, 54, 1400, (34, 16), 0)),
+        ("TSO6 not negotiated", vnet_header(1, 4, 74, 1400, (54, 16), 0)),
+        ("ECN not negotiated", vnet_header(1, 0x81, 54, 1400, (34, 16), 0)),
+        ("segmentation without NEEDS_CSUM", vnet_header(0, 1, 54, 1400, (34, 16), 0)),
+        ("gso_size 0", vnet_header(1, 1, 54, 0, (34, 16), 0)),
+        ("segments longer than the MTU", vnet_header(1, 1, 54, 9000, (34, 16), 0)),
+        ("csum_start past the end", vnet_header(1, 0, 0, 0, (100, 0), 0)),
+        ("checksum field one byte past the end", vnet_header(1, 0, 0, 0, (90, 9), 0)),
+        ("csum_start and offset at their maximum", vnet_header(1, 0, 0, 0, (u16::MAX, u16::MAX), 0)),
+        ("hdr_len past the end", vnet_header(1, 1, 101, 1400, (34, 16), 0)),
+        ("DATA_VALID from the driver", vnet_header(2, 0, 0, 0, (0, 0), 0)),
+        ("unknown flags", vnet_header(0x81, 0, 0, 0, (34, 6), 0)),
+    ];
+    let acked = MODERN | features::CSUM | features::HOST_TSO4;
+    let mut h = Harness::with_backend(acked, 1500, true);
+    for (i, (what, header)) in hostile.iter().enumerate() {
+        queue_tx(&mut h, 0, header, &frame);
+        h.path.process_tx();
+        assert!(h.wire.lock().unwrap().sent.is_empty(), "{what} reached the backend");
+        assert_eq!(Harness::count(&h.stats.tx_malformed), i as u64 + 1, "{what}");
+    }
+    assert_eq!(Harness::count(&h.stats.tx_malformed), hostile.len() as u64);
+    assert_eq!(h.tx.used_idx(&h.mem), hostile.len() as u16, "every chain is returned");
+    // A checksum field ending exactly at the frame's end is fine.
+    queue_tx(&mut h, 0, &vnet_header(1, 0, 0, 0, (90, 8), 0), &frame);
+    // Longer than the MTU without segmentation, and longer than 64 KiB with it: oversized.
+    queue_tx(&mut h, 1, &vnet_header(1, 0, 0, 0, (34, 16), 0), &Harness::frame(1523, 1));
+    queue_tx(
+        &mut h,
+        2,
+        &vnet_header(1, 1, 54, 1448, (34, 16), 0),
+        &Harness::frame(::net::MAX_GSO_FRAME + 1, 1),
+    );
+    h.path.process_tx();
+    assert_eq!(h.wire.lock().unwrap().sent.len(), 1);
+    assert_eq!(Harness::count(&h.stats.tx_oversized), 2);
+
+    // The same requests on cards that may not honour them: a backend without the header, and a
+    // driver that took segmentation without checksum offload.
+    for (acked, vnet_hdr) in [(MODERN | OFFLOADS, false), (MODERN | features::HOST_TSO4, true)] {
+        let mut h = Harness::with_backend(acked, 1500, vnet_hdr);
+        queue_tx(&mut h, 0, &vnet_header(1, 1, 54, 1448, (34, 16), 0), &Harness::frame(3000, 1));
+        queue_tx(&mut h, 1, &vnet_header(1, 0, 0, 0, (34, 6), 0), &frame);
+        h.path.process_tx();
+        assert!(h.wire.lock().unwrap().sent.is_empty());
+        let malformed = Harness::count(&h.stats.tx_malformed) + Harness::count(&h.stats.tx_oversized);
+        assert_eq!(malformed, 2, "acked {acked:#x}, vnet header {vnet_hdr}");
+    }
+}
+
+#[test]
+fn receive_hands_the_backends_header_to_the_guest() {
+    // A 64 KiB TCP/IPv4 frame the host left unsegmented, over 1536-byte mergeable buffers.
+    let mut h = Harness::with_backend(MODERN | OFFLOADS, 1500, true);
+    let big = Harness::frame(::net::MAX_GSO_FRAME, 6);
+    let header = vnet_header(1, 1, 66, 1448, (34, 16), 0);
+    h.inbound([header.clone(), big.clone()].concat());
+    let buffers = (12 + big.len()).div_ceil(1536);
+    for i in 0..buffers as u64 {
+        h.rx.add(&h.mem, &[(0x40000 + i * 0x1000, 1536, true)]);
+    }
+    h.path.process_rx();
+    assert_eq!(h.rx.used_idx(&h.mem), buffers as u16);
+    let mut want = header.clone();
+    want[10..12].copy_from_slice(&(buffers as u16).to_le_bytes());
+    assert_eq!(h.read(0x40000, 12), want, "the host's header, num_buffers set");
+    let mut got = Vec::new();
+    for i in 0..buffers as u16 {
+        let (id, len) = h.rx.used_elem(&h.mem, i);
+        let start = if i == 0 { 12 } else { 0 };
+        got.extend(h.read(0x40000 + u64::from(id) * 0x1000 + start, len as usize - start as usize));
+    }
+    assert_eq!(got, big);
+    assert_eq!(Harness::count(&h.stats.rx_frames), 1);
+
+    // A legacy driver without mergeable buffers: a 10-byte header and one big chain.
+    let mut h = Harness::with_backend(OFFLOADS, 1500, true);
+    let header = vnet_header(3, 4, 74, 1428, (54, 16), 0);
+    let frame = Harness::frame(60_000, 7);
+    h.inbound([header.clone(), frame.clone()].concat());
+    let mut chain = vec![(0x30000, 10, true)];
+    chain.extend((0..15u64).map(|i| (0x40000 + i * 0x1000, 4096, true)));
+    h.rx.add(&h.mem, &chain);
+    h.path.process_rx();
+    assert_eq!(h.rx.used_elem(&h.mem, 0), (0, 60_010));
+    assert_eq!(h.read(0x30000, 10), header[..10].to_vec());
+    assert_eq!(h.read(0x40000, 60_000), frame);
+}
+
+#[test]
+fn receive_drops_and_counts_what_the_guest_did_not_accept() {
+    let frame = Harness::frame(100, 8);
+    let gso = vnet_header(1, 1, 54, 1448, (34, 16), 0);
+    // (acked, header, delivered header or None when dropped)
+    let cases: Vec<(u64, Vec<u8>, Option<Vec<u8>>)> = vec![
+        // Segmentation or a partial checksum the guest did not take.
+        (MODERN | features::GUEST_CSUM, gso.clone(), None),
+        (MODERN, vnet_header(1, 0, 0, 0, (34, 6), 0), None),
+        (
+            MODERN | OFFLOADS,
+            vnet_header(1, 0x81, 54, 1448, (34, 16), 0),
+            Some(vnet_header(1, 0x81, 54, 1448, (34, 16), 1)),
+        ),
+        (MODERN | OFFLOADS & !features::GUEST_ECN, vnet_header(1, 0x81, 54, 1448, (34, 16), 0), None),
+        // Kinds never offered, broken fields.
+        (MODERN | OFFLOADS, vnet_header(1, 3, 42, 1400, (34, 6), 0), None),
+        (MODERN | OFFLOADS, vnet_header(1, 1, 54, 0, (34, 16), 0), None),
+        (MODERN | OFFLOADS, vnet_header(1, 0, 0, 0, (99, 0), 0), None),
+        (MODERN | OFFLOADS, vnet_header(4, 0, 0, 0, (0, 0), 0), None),
+        // DATA_VALID is kept for a guest with checksum offload, cleared otherwise.
+        (MODERN | OFFLOADS, vnet_header(2, 0, 0, 0, (0, 0), 0), Some(vnet_header(2, 0, 0, 0, (0, 0), 1))),
+        (MODERN, vnet_header(2, 0, 0, 0, (0, 0), 0), Some(vnet_header(0, 0, 0, 0, (0, 0), 1))),
+    ];
+    for (acked, header, want) in cases {
+        let mut h = Harness::with_backend(acked, 1500, true);
+        h.rx.add(&h.mem, &[(0x30000, 2048, true)]);
+        h.inbound([header.clone(), frame.clone()].concat());
+        h.path.process_rx();
+        match want {
+            Some(want) => {
+                assert_eq!(h.rx.used_elem(&h.mem, 0), (0, 112), "header {header:?}");
+                assert_eq!(h.read(0x30000, 12), want);
+                assert_eq!(h.read(0x30000 + 12, 100), frame);
+            }
+            None => {
+                assert_eq!(h.rx.used_idx(&h.mem), 0, "header {header:?} acked {acked:#x}");
+                assert_eq!(Harness::count(&h.stats.rx_dropped), 1);
+            }
+        }
+    }
+
+    let mut h = Harness::with_backend(MODERN | OFFLOADS, 1500, true);
+    // A frame shorter than the header, a frame longer than the MTU without segmentation, and
+    // a 64 KiB one that the guest's buffers (not mergeable enough: 64 of 1 KiB) cannot hold.
+    h.inbound(vec![0; 11]);
+    h.inbound([vnet_header(0, 0, 0, 0, (0, 0), 0), Harness::frame(1523, 1)].concat());
+    h.inbound([gso.clone(), Harness::frame(::net::MAX_GSO_FRAME, 1)].concat());
+    // And one longer than 64 KiB, which the backend cannot even hand over whole.
+    h.inbound([gso.clone(), Harness::frame(::net::MAX_GSO_FRAME + 1, 1)].concat());
+    for i in 0..64u64 {
+        h.rx.add(&h.mem, &[(0x40000 + i * 0x400, 1024, true)]);
+    }
+    h.path.process_rx();
+    assert_eq!(Harness::count(&h.stats.rx_dropped), 3);
+    assert_eq!(h.rx.used_idx(&h.mem), 1, "the first buffer comes back empty for the dropped frame");
+    assert_eq!(Harness::count(&h.stats.rx_frames), 0);
 }
