@@ -13,14 +13,19 @@ use net::{Backend, GuestOffloads, VNET_HDR_LEN};
 
 /// Runs `body` on a thread inside a fresh network namespace, or says why it cannot.
 fn in_namespace(body: impl FnOnce() + Send + 'static) {
+    // The test harness names each test's thread after the test.
+    let test = std::thread::current().name().unwrap_or("namespaces").to_string();
     std::thread::spawn(move || {
         // SAFETY: unshare only changes this thread's namespaces.
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            println!("skipped: cannot create a network namespace: {}", std::io::Error::last_os_error());
+            test_support::skip(
+                &test,
+                &format!("cannot create a network namespace: {}", std::io::Error::last_os_error()),
+            );
             return;
         }
         if !ip(&["link", "set", "lo", "up"]) {
-            println!("skipped: the `ip` command is missing or failed");
+            test_support::skip(&test, "the `ip` command is missing or failed");
             return;
         }
         body();
@@ -94,7 +99,7 @@ fn tap_is_created_and_the_kernel_answers_arp() {
         let mut tap = match TapBackend::open_without_vnet_hdr("chrtap0", 1500) {
             Ok(t) => t,
             Err(e) => {
-                println!("skipped: {e}");
+                test_support::skip("tap_is_created_and_the_kernel_answers_arp", &e.to_string());
                 return;
             }
         };
@@ -154,7 +159,7 @@ fn tap_with_vnet_header_passes_checksum_offload_both_ways() {
         let mut tap = match TapBackend::open("chrtap1", 1500) {
             Ok(t) => t,
             Err(e) => {
-                println!("skipped: {e}");
+                test_support::skip("tap_with_vnet_header_passes_checksum_offload_both_ways", &e.to_string());
                 return;
             }
         };
