@@ -10,18 +10,20 @@
 # same. L1 gets the nested kernel's tun.ko so that the tap rows run too. On a host with real KVM,
 # pass --host to run it directly (tap rows only as root with /dev/net/tun).
 #
-# Usage: benches/net-kvm.sh [--host] [MIB [REPEAT [REQUESTS]]]   (defaults: 32 MiB, 3, 200)
+# Usage: benches/net-kvm.sh [--host] [--backend user,tap] [MIB [REPEAT [REQUESTS]]]
+# (defaults: both backends, 32 MiB, 3, 200)
 # The whole L1 console goes to ${NET_KVM_LOG:-/tmp/chr-vmm-net-kvm.log}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 host=0; [ "${1:-}" = "--host" ] && { host=1; shift; }
+backend=(); [ "${1:-}" = "--backend" ] && { backend=(--backend "$2"); shift 2; }
 mib=${1:-32} repeat=${2:-3} requests=${3:-200}
 scripts/install-deps.sh
 cargo build --release -p chr-vmm >&2
 guest=$(images/test-guest/build.sh)
 qemu=$(command -v qemu-system-x86_64)
 if [ $host = 1 ]; then
-  exec target/release/chr-vmm bench net --mib "$mib" --repeat "$repeat" --requests "$requests" \
+  exec target/release/chr-vmm bench net "${backend[@]}" --mib "$mib" --repeat "$repeat" --requests "$requests" \
     --qemu "$qemu" "$guest/guest.img"
 fi
 payload=$(mktemp -d /tmp/chr-vmm-bench.XXXXXX); trap 'rm -rf "$payload"' EXIT
@@ -36,7 +38,7 @@ cat > "$payload/run" <<RUN
 mkdir -p /var/tmp
 ip link set lo up
 [ -f /payload/tun.ko ] && insmod /payload/tun.ko
-/payload/chr-vmm bench net --mib $mib --repeat $repeat --requests $requests --firmware /payload/bios-256k.bin \
+/payload/chr-vmm bench net ${backend[*]} --mib $mib --repeat $repeat --requests $requests --firmware /payload/bios-256k.bin \
   --qemu $qemu --qemu-data /payload/qemu-data /payload/guest.img
 RUN
 chmod +x "$payload/run"
