@@ -88,19 +88,22 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
         Some(overlay) => disk::open_with_overlay(&args.disk, overlay, options)?,
         None => disk::open(&args.disk, options)?,
     };
-    log::info!(
-        "disk: {} ({}, {} MiB{})",
-        args.disk.display(),
-        disk.format(),
-        disk.size() >> 20,
-        if args.snapshot {
-            ", writes discarded at exit"
-        } else if disk.read_only() {
-            ", read-only"
-        } else {
-            ""
-        }
-    );
+    // With --snapshot or --overlay the opened device is the qcow2 layer; name the image's own
+    // format, which is what the user gave.
+    let format = match (args.snapshot || args.overlay.is_some(), disk::detect_format(&args.disk)) {
+        (true, Ok(base)) => base.to_string(),
+        _ => disk.format().to_string(),
+    };
+    let mode = if args.snapshot {
+        ", writes discarded at exit".to_string()
+    } else if let Some(overlay) = &args.overlay {
+        format!(", writes kept in {}", overlay.display())
+    } else if disk.read_only() {
+        ", read-only".to_string()
+    } else {
+        String::new()
+    };
+    log::info!("disk: {} ({format}, {} MiB{mode})", args.disk.display(), disk.size() >> 20);
     let disk: Arc<dyn disk::BlockDevice> = Arc::from(disk);
     let disk_serial = virtio::block::Block::serial_for(&args.disk);
     let console = Console::open(&args.serial, tx.clone())?;
