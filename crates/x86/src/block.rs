@@ -2,13 +2,14 @@
 //! whose handler was chosen at decode time, cached per guest physical page and dropped when
 //! that page is written.
 //!
-//! A block never crosses a page and ends at the first control transfer. Decoded code carries
+//! A block never crosses a page and ends at the first control transfer other than a
+//! conditional jump (taken, that leaves the block early, and may be linked too). Decoded code carries
 //! absolute addresses (next IPs, branch targets, RIP-relative operands), so a block is only
 //! used at the RIP it was decoded for: one physical page can be mapped at several linear
 //! addresses (the vDSO sits at a random address in every process) or reached through
 //! different segment bases. It remembers its
-//! bytes and compares them on every entry, so code changed behind the CPU's back (device DMA)
-//! is decoded again. A direct-mapped jump cache finds the block for a RIP without a page walk
+//! bytes and compares them on its first entry in every slice of execution, so code changed
+//! behind the CPU's back (device DMA, other vCPUs) is decoded again. A direct-mapped jump cache finds the block for a RIP without a page walk
 //! or a map lookup; it and the blocks' successor links are valid for one `icache_gen`, which
 //! changes whenever translations or decoded code are dropped.
 
@@ -54,6 +55,12 @@ const MAX_BLOCKS: usize = 1 << 18;
 
 /// Words of a block's bytes kept inside the block.
 const HEAD_WORDS: usize = 4;
+
+/// Runs of code (the start and each followed JMP or CALL target) in one block.
+const MAX_RUNS: usize = 4;
+
+/// Successors remembered per block (its exits: taken conditional jumps and the end).
+const LINKS: usize = 2;
 
 /// Entries in the jump cache (a power of two).
 const JUMP_SIZE: usize = 4096;
@@ -108,62 +115,130 @@ struct Link {
 
 const NO_LINK: Link = Link { rip: u64::MAX, gen: u64::MAX, block: std::ptr::null() };
 
-/// A decoded run of instructions inside one physical page.
+/// Bytes of a block after its head: a run of code in the page, as words.
+struct Seg {
+    host: *const u8,
+    words: Box<[u64]>,
+    len: usize,
+    /// Whole words from `host` lie inside the page (so bytes after the run are compared
+    /// too); otherwise `words` hold exactly the run's `len` bytes.
+    wide: bool,
+}
+
+impl Seg {
+    /// The run of `len` bytes at `off` in `page`.
+    fn new(page: &[u8], off: usize, len: usize) -> Self {
+        let whole = len.div_ceil(8) * 8;
+        let wide = off + whole <= page.len();
+        let bytes = &page[off..if wide { off + whole } else { off + len }];
+        // SAFETY: off <= 4096, inside or just at the end of the page.
+        let host = unsafe { page.as_ptr().add(off) };
+        Self { host, words: bytes.chunks(8).map(word).collect(), len, wide }
+    }
+
+    fn matches(&self) -> bool {
+        if self.wide {
+            let p = self.host as *const u64;
+            let mut diff = 0;
+            for (i, w) in self.words.iter().enumerate() {
+                // SAFETY: all words of a `wide` run lie inside the page.
+                diff |= u64::from_le(unsafe { std::ptr::read_unaligned(p.add(i)) }) ^ w;
+            }
+            return diff == 0;
+        }
+        // SAFETY: `len` bytes from `host` lie inside the page (the code was decoded from
+        // them).
+        let b = unsafe { std::slice::from_raw_parts(self.host, self.len) };
+        b.chunks(8).zip(self.words.iter()).all(|(c, w)| word(c) == *w)
+    }
+}
+
+/// A decoded run of instructions inside one physical page: straight-line code that may go
+/// on past conditional jumps (their taken side leaves the block) and through direct JMPs
+/// and CALLs whose target is in the same page (the code then lies in several runs).
+///
+/// The fields the entry check and the run loop read come first, so that entering a block
+/// touches as few cache lines as possible.
+#[repr(C, align(64))]
 pub(crate) struct Block {
-    /// RIP of the first instruction.
-    rip: u64,
+    // First cache line: what following a link into the block and running it read.
+    /// The last successors, for chaining.
+    links: [std::cell::Cell<Link>; LINKS],
+    /// The slice (`BlockCache::slice`) in which the bytes were last found unchanged.
+    checked: std::cell::Cell<u32>,
+    /// The number of ops.
+    n_ops: u32,
+    /// The first op (of `ops`).
+    first: *const Op,
+    // The rest.
     /// Host address of the first byte.
     host: *const u8,
-    /// The block's first bytes as little-endian words (zero-padded), kept inline so that the
-    /// check on entry touches no other memory; `more` holds the words after them.
+    /// The first HEAD_WORDS words of the page from `host` (little-endian). Whole words are
+    /// kept, so bytes just after the code are compared too: that only costs a needless
+    /// re-decode when a device writes right behind the code (CPU writes to a code page drop
+    /// all its blocks anyway).
     head: [u64; HEAD_WORDS],
-    more: Box<[u64]>,
-    /// The block's length in bytes.
-    len: usize,
-    /// Which bytes of each head word belong to the block, and of the last of `more`.
-    head_mask: [u64; HEAD_WORDS],
-    more_mask: u64,
-    /// All words (at least HEAD_WORDS) from `host` lie inside the page: the entry check
-    /// reads whole words and masks.
+    /// `head` is in use (HEAD_WORDS words from `host` lie inside the page).
     wide: bool,
-    ops: Box<[Op]>,
-    /// The last two successors (taken and fall-through), for chaining.
-    links: [std::cell::Cell<Link>; 2],
+    /// The code not covered by `head`.
+    rest: Box<[Seg]>,
+    /// RIP of the first instruction.
+    rip: u64,
+    /// The ops, owned (from `Box::into_raw`, freed on drop; a raw pointer so that `first`
+    /// stays valid however the block moves).
+    ops: *mut [Op],
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // SAFETY: `ops` came from `Box::into_raw` in `decode_block` and is freed only here.
+        drop(unsafe { Box::from_raw(self.ops) });
+    }
 }
 
 impl Block {
+    /// Whether guest memory still holds the bytes this block was decoded from, compared at
+    /// most once per slice of execution.
+    #[inline(always)]
+    fn unchanged(&self, slice: u32) -> bool {
+        if self.checked.get() == slice {
+            return true;
+        }
+        let ok = self.bytes_match();
+        if ok {
+            self.checked.set(slice);
+        }
+        ok
+    }
+
+    /// The ops.
+    #[inline(always)]
+    fn ops(&self) -> &[Op] {
+        // SAFETY: `first` and `n_ops` describe `ops`, which the block owns, never changes
+        // and frees only when dropped.
+        unsafe { std::slice::from_raw_parts(self.first, self.n_ops as usize) }
+    }
+
     /// Whether guest memory still holds the bytes this block was decoded from.
     #[inline(always)]
     fn bytes_match(&self) -> bool {
-        if !self.wide {
-            return self.bytes_match_bytewise();
-        }
-        let p = self.host as *const u64;
-        let mut diff = 0;
-        for i in 0..HEAD_WORDS {
-            // SAFETY: `wide` blocks have all their words, and at least HEAD_WORDS words,
-            // from `host` inside the page.
-            let v = u64::from_le(unsafe { std::ptr::read_unaligned(p.add(i)) });
-            diff |= (v & self.head_mask[i]) ^ self.head[i];
-        }
-        if let Some((last, full)) = self.more.split_last() {
-            for (i, w) in full.iter().enumerate() {
-                // SAFETY: as above.
-                diff |= u64::from_le(unsafe { std::ptr::read_unaligned(p.add(HEAD_WORDS + i)) }) ^ w;
+        if self.wide {
+            let p = self.host as *const u64;
+            let mut diff = 0;
+            for i in 0..HEAD_WORDS {
+                // SAFETY: HEAD_WORDS words from `host` lie inside the page (`wide`).
+                diff |= u64::from_le(unsafe { std::ptr::read_unaligned(p.add(i)) }) ^ self.head[i];
             }
-            // SAFETY: as above.
-            let v = u64::from_le(unsafe { std::ptr::read_unaligned(p.add(HEAD_WORDS + full.len())) });
-            diff |= (v & self.more_mask) ^ last;
+            if diff != 0 {
+                return false;
+            }
         }
-        diff == 0
+        self.rest.is_empty() || self.rest_match()
     }
 
     #[inline(never)]
-    fn bytes_match_bytewise(&self) -> bool {
-        // SAFETY: `len` bytes from `host` lie inside the page (the block was decoded from
-        // them).
-        let b = unsafe { std::slice::from_raw_parts(self.host, self.len) };
-        b.chunks(8).zip(self.head.iter().chain(self.more.iter())).all(|(c, w)| word(c) == *w)
+    fn rest_match(&self) -> bool {
+        self.rest.iter().all(Seg::matches)
     }
 }
 
@@ -215,6 +290,9 @@ pub struct BlockCache {
     /// running code holds pointers to them: they must not move.
     #[allow(clippy::vec_box)]
     graveyard: Vec<Box<Block>>,
+    /// The current slice of execution: a block's bytes are compared on its first entry in
+    /// each slice (see `Cpu::new_slice`). Never 0, which new blocks hold.
+    slice: u32,
 }
 
 impl Default for BlockCache {
@@ -224,6 +302,7 @@ impl Default for BlockCache {
             pages: HashMap::default(),
             jump: Box::new([NO_JUMP; JUMP_SIZE]),
             graveyard: Vec::new(),
+            slice: 1,
         }
     }
 }
@@ -278,7 +357,7 @@ impl BlockCache {
 /// the following bytes decode or run.
 fn ends_block(ins: &Instruction) -> bool {
     use Mnemonic as M;
-    ins.flow_control() != FlowControl::Next
+    !matches!(ins.flow_control(), FlowControl::Next | FlowControl::ConditionalBranch)
         || matches!(
             ins.mnemonic(),
             M::Hlt
@@ -307,6 +386,27 @@ fn ends_block(ins: &Instruction) -> bool {
 }
 
 impl Cpu {
+    /// Starts a new slice of execution (the run loop does, between batches of at most a
+    /// few hundred instructions, where it also takes interrupts).
+    ///
+    /// Writes by this CPU drop the decoded code of the page at once (`code_write`). Device
+    /// DMA and other vCPUs write guest memory behind its back: those are caught by comparing
+    /// a block's bytes with memory on its first entry in every slice. So code written that
+    /// way is seen within one slice, and always after an interrupt (the way a guest learns
+    /// that a transfer finished, or that another CPU patched code; on real CPUs too such
+    /// cross-modified code is only guaranteed to be seen after a serialising event).
+    #[inline]
+    pub(crate) fn new_slice(&mut self) {
+        self.icache.slice = self.icache.slice.wrapping_add(1);
+        if self.icache.slice == 0 {
+            // Wrapped: a block checked 2^32 slices ago must not pass for checked now.
+            self.icache.slice = 1;
+            for b in self.icache.blocks.values() {
+                b.checked.set(0);
+            }
+        }
+    }
+
     pub(crate) fn invalidate_code(&mut self, page: u64) {
         self.icache.invalidate(page);
         // Jump-cache entries and links may point at blocks just dropped.
@@ -327,7 +427,7 @@ impl Cpu {
             let b = j.block;
             // SAFETY: entries of the current generation point at live blocks (dropping any
             // block changes the generation).
-            if unsafe { (*b).bytes_match() } {
+            if unsafe { (*b).unchanged(self.icache.slice) } {
                 return Ok(Some(b));
             }
         }
@@ -347,7 +447,10 @@ impl Cpu {
         // `host` is the TLB's pointer to the start of the mapped 4 KiB page.
         let page_host = host as *const u8;
         let cached = match self.icache.blocks.get(&key) {
-            Some(b) if b.rip == rip && b.bytes_match() => Some(&**b as *const Block),
+            Some(b) if b.rip == rip && b.bytes_match() => {
+                b.checked.set(self.icache.slice);
+                Some(&**b as *const Block)
+            }
             _ => None,
         };
         let b = match cached {
@@ -380,29 +483,27 @@ impl Cpu {
             // this function returns.
             let block = unsafe { &*b };
             let gen = self.icache_gen;
-            let n = (block.ops.len() as u64).min(max - done) as usize;
-            let ops = &block.ops[..n];
+            let all = block.ops();
+            let n = (all.len() as u64).min(max - done) as usize;
+            let ops = &all[..n];
             let mut ended_by_branch = false;
             for (i, op) in ops.iter().enumerate() {
                 match (op.run)(self, op) {
                     Step::Next => {
                         if self.icache_gen != gen {
-                            // Code or translations changed under the block.
-                            self.rip = op.next;
+                            // Code or translations changed under the block. The next op
+                            // says where to go on (a followed JMP or CALL is never last, and
+                            // its `next` is not where the block goes).
+                            self.rip = all.get(i + 1).map_or(op.next, |o| o.ip(self.bitness));
                             return (done + i as u64 + 1, Ok(Flow::Branch));
                         }
                     }
                     Step::Branch => {
                         done += i as u64 + 1;
-                        // Only the block's own last instruction may lead to a link.
-                        // Only a plain jump, call or return at the block's end may lead to a
-                        // link: anything else may have changed the mode.
-                        if self.icache_gen != gen
-                            || self.halted
-                            || self.inhibit_irq
-                            || i + 1 != block.ops.len()
-                            || !op.link
-                        {
+                        // Only a plain jump, call or return (at the end, or a conditional jump
+                        // taken inside the block) may lead to a link: anything else may have
+                        // changed the mode.
+                        if self.icache_gen != gen || self.halted || self.inhibit_irq || !op.link {
                             return (done, Ok(Flow::Branch));
                         }
                         ended_by_branch = true;
@@ -418,30 +519,34 @@ impl Cpu {
             }
             if !ended_by_branch {
                 done += n as u64;
-                let Some(last) = ops.last() else { return (done, Ok(Flow::Next)) };
-                self.rip = last.next;
-                if n < block.ops.len() {
+                if let Some(op) = all.get(n) {
+                    // Stopped early: the next op to run says where (the last one run may
+                    // have been a followed JMP or CALL, whose `next` is not there).
+                    self.rip = op.ip(self.bitness);
                     return (done, Ok(Flow::Next));
                 }
+                let Some(last) = ops.last() else { return (done, Ok(Flow::Next)) };
+                self.rip = last.next;
             }
             if done >= max {
                 return (done, Ok(Flow::Next));
             }
             // Follow a link to the successor, or find it and remember it.
             let rip = self.rip;
-            let slot = if block.links[0].get().rip == rip { 0 } else { 1 };
-            let l = block.links[slot].get();
-            if l.rip == rip && l.gen == self.icache_gen {
-                // SAFETY: links of the current generation point at live blocks.
-                if unsafe { (*l.block).bytes_match() } {
-                    b = l.block;
-                    continue;
+            if let Some(l) = block.links.iter().map(|l| l.get()).find(|l| l.rip == rip) {
+                if l.gen == self.icache_gen {
+                    // SAFETY: links of the current generation point at live blocks.
+                    if unsafe { (*l.block).unchanged(self.icache.slice) } {
+                        b = l.block;
+                        continue;
+                    }
                 }
             }
             match self.find_block() {
                 Ok(Some(nb)) => {
-                    let old = block.links[0].get();
-                    block.links[1].set(old);
+                    for i in (1..LINKS).rev() {
+                        block.links[i].set(block.links[i - 1].get());
+                    }
                     block.links[0].set(Link { rip, gen: self.icache_gen, block: nb });
                     b = nb;
                 }
@@ -459,45 +564,86 @@ fn decode_block(page: *const u8, off: usize, rip: u64, bitness: u32) -> Option<B
     let mut d = Decoder::with_ip(bitness, &bytes[off..], rip, DecoderOptions::NONE);
     let mask = ip_mask(bitness);
     let mut ops = Vec::new();
-    let mut len = 0usize;
+    // Runs of code decoded so far (offset, length); the last one is being extended.
+    let mut runs = vec![(off, 0usize)];
     while ops.len() < MAX_OPS && d.can_decode() {
         let ins = d.decode();
         if ins.is_invalid() {
             break;
         }
         let next = ins.next_ip() & mask;
-        ops.push(crate::compile::compile(&ins, bitness, next));
-        len += ins.len();
-        // Stop at control transfers, and where the IP wraps around.
-        if ends_block(&ins) || next != ins.next_ip() {
+        let mut op = crate::compile::compile(&ins, bitness, next);
+        let Some(run) = runs.last_mut() else { break };
+        run.1 += ins.len();
+        let end = run.0 + run.1;
+        if next != ins.next_ip() {
+            // The IP wraps around.
+            ops.push(op);
             break;
         }
+        if !ends_block(&ins) {
+            ops.push(op);
+            continue;
+        }
+        // A direct JMP or CALL to code in the same page not yet in the block: go on there
+        // (when at least one more instruction fits and decodes).
+        let mut target = None;
+        if runs.len() < MAX_RUNS && ops.len() + 2 < MAX_OPS {
+            let mut o = Op { ins: None, ..op };
+            if let Some(t) = crate::compile::follow(&ins, &mut o) {
+                let t_off = (end as i64).wrapping_add(t.wrapping_sub(next) as i64);
+                let fresh = (0..4096).contains(&t_off)
+                    && !runs.iter().any(|r| (r.0..r.0 + r.1).contains(&(t_off as usize)));
+                if fresh && decodes(&bytes[t_off as usize..], t, bitness) {
+                    op = o;
+                    target = Some((t_off as usize, t));
+                }
+            }
+        }
+        ops.push(op);
+        let Some((t_off, t)) = target else { break };
+        runs.push((t_off, 0));
+        d = Decoder::with_ip(bitness, &bytes[t_off..], t, DecoderOptions::NONE);
     }
     if ops.is_empty() {
         return None;
     }
-    let words: Vec<u64> = bytes[off..off + len].chunks(8).map(word).collect();
+    let wide = off + HEAD_WORDS * 8 <= 4096;
     let mut head = [0u64; HEAD_WORDS];
-    for (h, w) in head.iter_mut().zip(words.iter()) {
-        *h = *w;
+    let mut rest = Vec::new();
+    for (i, &(o, len)) in runs.iter().enumerate() {
+        if len == 0 {
+            continue;
+        }
+        if i == 0 && wide {
+            for (h, c) in head.iter_mut().zip(bytes[o..o + HEAD_WORDS * 8].chunks(8)) {
+                *h = word(c);
+            }
+            if len > HEAD_WORDS * 8 {
+                rest.push(Seg::new(bytes, o + HEAD_WORDS * 8, len - HEAD_WORDS * 8));
+            }
+        } else {
+            rest.push(Seg::new(bytes, o, len));
+        }
     }
-    let more = words.get(HEAD_WORDS..).unwrap_or_default().into();
-    let mut head_mask = [0u64; HEAD_WORDS];
-    for (i, m) in head_mask.iter_mut().enumerate() {
-        let bytes = len.saturating_sub(i * 8).min(8);
-        *m = if bytes == 8 { u64::MAX } else { (1u64 << (8 * bytes)) - 1 };
-    }
+    let n_ops = ops.len() as u32;
+    let ops = Box::into_raw(ops.into_boxed_slice());
     Some(Block {
+        n_ops,
+        first: ops as *const Op,
         rip,
         // SAFETY: off < 4096, inside the page.
         host: unsafe { page.add(off) },
         head,
-        more,
-        len,
-        head_mask,
-        more_mask: if len.is_multiple_of(8) { u64::MAX } else { (1u64 << (8 * (len % 8))) - 1 },
-        wide: off + (len.div_ceil(8) * 8).max(HEAD_WORDS * 8) <= 4096,
-        ops: ops.into_boxed_slice(),
-        links: [std::cell::Cell::new(NO_LINK), std::cell::Cell::new(NO_LINK)],
+        rest: rest.into_boxed_slice(),
+        wide,
+        ops,
+        links: [const { std::cell::Cell::new(NO_LINK) }; LINKS],
+        checked: std::cell::Cell::new(0),
     })
+}
+
+/// Whether an instruction decodes at the start of `bytes`.
+fn decodes(bytes: &[u8], ip: u64, bitness: u32) -> bool {
+    !Decoder::with_ip(bitness, bytes, ip, DecoderOptions::NONE).decode().is_invalid()
 }

@@ -298,6 +298,28 @@ pub(crate) fn compile(ins: &Instruction, bitness: u32, next: u64) -> Op {
     op
 }
 
+/// If `ins` is a direct near JMP or CALL that a block may continue through (decoding on at
+/// its target), switches `op` to the handler that does the jump's work without leaving the
+/// block (nothing for a JMP, the push for a CALL) and returns the target.
+pub(crate) fn follow(ins: &Instruction, op: &mut Op) -> Option<u64> {
+    if !matches!(ins.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64) {
+        return None;
+    }
+    match ins.mnemonic() {
+        M::Jmp => op.run = nop,
+        M::Call => {
+            let os = ins.stack_pointer_increment().unsigned_abs();
+            if !matches!(os, 2 | 4 | 8) {
+                return None;
+            }
+            op.run = with_size!(os, S => call_on::<S>);
+        }
+        _ => return None,
+    }
+    op.link = false;
+    Some(ins.near_branch_target())
+}
+
 /// Runs the instruction through `Cpu::exec`; ends the block if the mode changed.
 pub(crate) fn generic(c: &mut Cpu, op: &Op) -> Step {
     step(c, |c| {

@@ -615,6 +615,7 @@ impl Cpu {
                     }
                 }
                 let mut b = [0u8; 8];
+                self.new_slice();
                 self.io().mmio_read(addr, &mut b[..size]);
                 u64::from_le_bytes(b)
             }
@@ -646,6 +647,7 @@ impl Cpu {
                     }
                 }
                 let b = v.to_le_bytes();
+                self.new_slice();
                 self.io().mmio_write(addr, &b[..size]);
             }
         }

@@ -1149,6 +1149,8 @@ impl Cpu {
     /// Reads an I/O port.
     pub fn port_in(&mut self, port: u16, size: usize) -> u64 {
         let mut b = [0u8; 4];
+        // A device may have written guest memory (DMA) before answering.
+        self.new_slice();
         if let Some(io) = self.io {
             // SAFETY: see `Cpu::io`; the pointer is valid during `run`.
             unsafe { &*io }.pio_read(port, &mut b[..size]);
@@ -1161,6 +1163,8 @@ impl Cpu {
     /// Writes an I/O port.
     pub fn port_out(&mut self, port: u16, size: usize, v: u64) {
         let b = (v as u32).to_le_bytes();
+        // A device may write guest memory (DMA) before this returns.
+        self.new_slice();
         if let Some(io) = self.io {
             // SAFETY: see `Cpu::io`; the pointer is valid during `run`.
             unsafe { &*io }.pio_write(port, &b[..size]);

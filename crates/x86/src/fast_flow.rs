@@ -50,6 +50,14 @@ pub(crate) fn call_rel<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     })
 }
 
+/// A CALL whose target the block goes on with: only the return address is pushed.
+pub(crate) fn call_on<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step(c, |c| {
+        c.push(S as usize, op.next)?;
+        Ok(Next)
+    })
+}
+
 pub(crate) fn call_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     step(c, |c| {
         let t = c.regs[op.d as usize & 15] & mask(S);

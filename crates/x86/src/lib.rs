@@ -48,6 +48,11 @@ use std::time::Duration;
 /// Instructions run between two checks for interrupts, timers and stop requests.
 const BLOCK: u64 = 512;
 
+/// Batches of `BLOCK` instructions in one slice, at most: code written behind the CPU's back
+/// (device DMA, other vCPUs) is seen in the next slice (`Cpu::new_slice`). Interrupts and
+/// device I/O start a new slice at once.
+const SLICE_BLOCKS: u64 = 16;
+
 /// Wakes a vCPU: a stop request, or a reason to leave HLT.
 #[derive(Default)]
 pub struct Stop {
@@ -73,6 +78,8 @@ pub struct InterpVcpu {
     wait_sipi: bool,
     /// Instructions executed so far.
     pub instructions: u64,
+    /// Batches of instructions run (every `SLICE_BLOCKS` starts a new slice).
+    slices: u64,
 }
 
 impl InterpVcpu {
@@ -85,7 +92,7 @@ impl InterpVcpu {
             cpu.apic = p.lapic(id as usize);
         }
         let wait_sipi = id != 0 && platform.is_some();
-        Self { cpu, stop: Arc::new(Stop::default()), platform, wait_sipi, instructions: 0 }
+        Self { cpu, stop: Arc::new(Stop::default()), platform, wait_sipi, instructions: 0, slices: 0 }
     }
 
     /// The CPU state (registers, segments, control registers) for tests and direct boot.
@@ -129,6 +136,7 @@ impl InterpVcpu {
         let io_static: &'static dyn IoHandler =
             unsafe { std::mem::transmute::<&dyn IoHandler, &'static dyn IoHandler>(io) };
         self.cpu.io = Some(io_static as *const _);
+        self.cpu.new_slice();
         let r = self.run_loop(limit);
         self.cpu.io = None;
         r
@@ -171,6 +179,7 @@ impl InterpVcpu {
             if c.flag(flags::IF) && !c.inhibit_irq {
                 if let Some(a) = &c.apic {
                     if let Some(v) = a.take_interrupt() {
+                        c.new_slice();
                         c.halted = false;
                         c.cur_ip = c.rip;
                         let ret = c.rip;
@@ -192,6 +201,10 @@ impl InterpVcpu {
                     return Ok(VcpuExit::Stopped);
                 }
                 continue;
+            }
+            self.slices += 1;
+            if self.slices.is_multiple_of(SLICE_BLOCKS) {
+                c.new_slice();
             }
             let mut left = BLOCK;
             if let Some(l) = limit {

@@ -479,3 +479,71 @@ org 0x2000
     assert_eq!(ap_cs, 0x200);
     assert!(ap_halted);
 }
+
+#[test]
+fn blocks_go_on_through_jumps_and_calls_in_the_page_stepwise_too() {
+    // 1000: mov ax, 1; jmp 1008; (1005: mov ax, 0x99); 1008: call 100e; 100b: out 0x10, ax;
+    // 100d: hlt; 100e: add ax, 2; 1011: ret
+    let code = [
+        0xb8, 0x01, 0x00, 0xeb, 0x03, 0xb8, 0x99, 0x00, 0xe8, 0x03, 0x00, 0xe7, 0x10, 0xf4, 0x83, 0xc0, 0x02,
+        0xc3,
+    ];
+    let mut v = real_mode_vcpu(&code);
+    let io = Recorder::default();
+    v.run_for(&io, 100).unwrap();
+    assert_eq!(*io.out.lock().unwrap(), vec![(0x10, 3)]);
+    assert!(v.cpu().halted);
+
+    // One instruction at a time: RIP is exact after every stop, followed JMP and CALL too.
+    let mut v = real_mode_vcpu(&code);
+    let io = Recorder::default();
+    let mut rips = vec![];
+    for _ in 0..7 {
+        v.run_for(&io, 1).unwrap();
+        rips.push(v.cpu().rip);
+    }
+    assert_eq!(rips, vec![0x1003, 0x1008, 0x100e, 0x1011, 0x100b, 0x100d, 0x100e]);
+    assert_eq!(v.cpu().regs[4], 0x8000);
+    assert_eq!(*io.out.lock().unwrap(), vec![(0x10, 3)]);
+}
+
+#[test]
+fn a_conditional_jump_taken_inside_a_block_leaves_it() {
+    // 1000: mov cx, 3; l: dec cx; jz done; add ax, 1; jmp l; done: out 0x10, ax; hlt
+    let code = [0xb9, 0x03, 0x00, 0x49, 0x74, 0x05, 0x83, 0xc0, 0x01, 0xeb, 0xf8, 0xe7, 0x10, 0xf4];
+    let mut v = real_mode_vcpu(&code);
+    let io = Recorder::default();
+    v.run_for(&io, 100).unwrap();
+    assert_eq!(*io.out.lock().unwrap(), vec![(0x10, 2)]);
+    assert!(v.cpu().halted);
+}
+
+#[test]
+fn code_written_behind_the_cpu_is_seen_in_the_next_slice() {
+    // l: mov ax, 1; out 0x10, ax; jmp l -- then a "device" rewrites the immediate.
+    let code = [0xb8, 0x01, 0x00, 0xe7, 0x10, 0xeb, 0xf9];
+    let mem: GuestMemory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+    mem.write_slice(&code, GuestAddress(0x1000)).unwrap();
+    let mut v = InterpVcpu::new(&mem, u64::MAX, 0, None);
+    let c = v.cpu();
+    c.segs[cpu::CS] = Segment::real(0, 0x9b);
+    c.rip = 0x1000;
+    let io = Recorder::default();
+    v.run_for(&io, 30).unwrap();
+    mem.write_slice(&[0x02], GuestAddress(0x1001)).unwrap();
+    io.out.lock().unwrap().clear();
+    v.run_for(&io, 30).unwrap();
+    let out = io.out.lock().unwrap();
+    assert!(!out.is_empty() && out.iter().all(|&(p, v)| p == 0x10 && v == 2), "{out:?}");
+}
+
+#[test]
+fn a_followed_call_that_writes_its_own_code_page_goes_on_at_the_target() {
+    // The stack is in the code's page: the CALL's push drops the page's decoded code.
+    // 1000: mov sp, 0x1100; call 1009; (1006: out 0x11, al; hlt) 1009: mov ax, 7; out 0x10, ax; hlt
+    let code = [0xbc, 0x00, 0x11, 0xe8, 0x03, 0x00, 0xe6, 0x11, 0xf4, 0xb8, 0x07, 0x00, 0xe7, 0x10, 0xf4];
+    let mut v = real_mode_vcpu(&code);
+    let io = Recorder::default();
+    v.run_for(&io, 100).unwrap();
+    assert_eq!(*io.out.lock().unwrap(), vec![(0x10, 7)]);
+}
