@@ -44,6 +44,28 @@ pub(crate) fn step(c: &mut Cpu, f: impl FnOnce(&mut Cpu) -> R<Flow>) -> Step {
     }
 }
 
+/// `step` for handlers that may touch memory outside the fast paths (or do anything else):
+/// when decoded code or translations changed under the block (a store into a code page, a
+/// page walk setting accessed bits there), the block ends and RIP goes to the next
+/// instruction. Handlers that only touch registers use `step`, and the run loop checks
+/// nothing after them.
+#[inline(always)]
+pub(crate) fn step_mem(c: &mut Cpu, op: &Op, f: impl FnOnce(&mut Cpu) -> R<Flow>) -> Step {
+    let gen = c.icache_gen;
+    match f(c) {
+        Ok(Flow::Next) if c.icache_gen != gen => {
+            c.rip = op.next;
+            Step::Branch
+        }
+        Ok(Flow::Next) => Step::Next,
+        Ok(Flow::Branch) => Step::Branch,
+        Err(e) => {
+            c.fault = e;
+            Step::Fault
+        }
+    }
+}
+
 /// "No register" in an op's register fields.
 pub(crate) const NO_REG: u8 = 16;
 
@@ -463,7 +485,7 @@ impl Cpu {
                     // Links and jump entries may point at the blocks dropped.
                     self.icache_gen = self.icache_gen.wrapping_add(1);
                 }
-                self.phys.mark_code(phys);
+                self.mark_code(phys);
                 p
             }
         };
@@ -489,15 +511,9 @@ impl Cpu {
             let mut ended_by_branch = false;
             for (i, op) in ops.iter().enumerate() {
                 match (op.run)(self, op) {
-                    Step::Next => {
-                        if self.icache_gen != gen {
-                            // Code or translations changed under the block. The next op
-                            // says where to go on (a followed JMP or CALL is never last, and
-                            // its `next` is not where the block goes).
-                            self.rip = all.get(i + 1).map_or(op.next, |o| o.ip(self.bitness));
-                            return (done + i as u64 + 1, Ok(Flow::Branch));
-                        }
-                    }
+                    // Handlers that may change code or translations under the block end it
+                    // when they do (`step_mem`).
+                    Step::Next => {}
                     Step::Branch => {
                         done += i as u64 + 1;
                         // Only a plain jump, call or return (at the end, or a conditional jump

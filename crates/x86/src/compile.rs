@@ -3,7 +3,7 @@
 //! hot integer instructions) is chosen; everything else gets the generic handler, which runs
 //! `Cpu::exec` on the full instruction.
 
-use crate::block::{step, Handler, Op, Step, NO_REG};
+use crate::block::{step_mem, Handler, Op, Step, NO_REG};
 use crate::cpu::{Cpu, DS, FS};
 use crate::exec::Flow;
 use crate::fast_alu::*;
@@ -322,7 +322,7 @@ pub(crate) fn follow(ins: &Instruction, op: &mut Op) -> Option<u64> {
 
 /// Runs the instruction through `Cpu::exec`; ends the block if the mode changed.
 pub(crate) fn generic(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step_mem(c, op, |c| {
         c.cur_ip = op.ip(c.bitness);
         c.rip = op.next;
         let (bits, cpl) = (c.bitness, c.cpl);

@@ -108,7 +108,8 @@ pub(crate) struct TlbEntry {
     pub(crate) global: bool,
     pub(crate) read_only_rom: bool,
     pub(crate) nx: bool,
-    /// Writable RAM (not ROM, not MMIO): stores may go straight to `host`.
+    /// Writable RAM (not ROM, not MMIO) that holds no decoded code: stores may go straight
+    /// to `host` (`Cpu::mark_code` clears it when code is decoded from the page).
     pub(crate) fast_write: bool,
 }
 
@@ -465,7 +466,7 @@ impl Cpu {
             global,
             read_only_rom: rom,
             nx,
-            fast_write: writable && !host.is_null() && !rom,
+            fast_write: writable && !host.is_null() && !rom && !self.phys.is_code(phys),
         };
         self.tlb[((lin >> 12) as usize) % TLB_SIZE] = e;
         Ok(e)
@@ -653,6 +654,19 @@ impl Cpu {
         }
     }
 
+    /// Marks the physical page of `addr` as holding decoded code: stores to it must go
+    /// through `code_write` from now on.
+    pub(crate) fn mark_code(&mut self, addr: u64) {
+        if self.phys.mark_code(addr) {
+            let page = addr & !0xfff;
+            for e in self.tlb.iter_mut() {
+                if e.phys == page {
+                    e.fast_write = false;
+                }
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn code_write(&mut self, addr: u64, size: usize) {
         if self.phys.take_code(addr) {
@@ -670,14 +684,40 @@ impl Cpu {
     /// is read here, everything else in `lin_read_slow`.
     #[inline(always)]
     pub fn lin_read(&mut self, lin: u64, size: usize) -> R<u64> {
+        if let Some(p) = self.read_ptr(lin, size) {
+            // SAFETY: `read_ptr` gives `size` readable bytes.
+            return Ok(unsafe { load(p, size) });
+        }
+        self.lin_read_slow(lin, size)
+    }
+
+    /// Where `size` bytes at linear `lin` can be read straight from host memory: a TLB hit on
+    /// RAM inside one page, readable at the current privilege; None otherwise.
+    #[inline(always)]
+    pub(crate) fn read_ptr(&self, lin: u64, size: usize) -> Option<*const u8> {
         let off = (lin & 0xfff) as usize;
         let vpn = lin >> 12;
         let e = &self.tlb[(vpn as usize) % TLB_SIZE];
         if e.tag == vpn + 1 && off + size <= 4096 && !e.host.is_null() && (e.user || self.cpl != 3) {
-            // SAFETY: the entry's host page is mapped for 4096 bytes and off + size <= 4096.
-            return Ok(unsafe { load(e.host.add(off), size) });
+            // SAFETY: the entry's host page is mapped for 4096 bytes and off < 4096.
+            return Some(unsafe { e.host.add(off) });
         }
-        self.lin_read_slow(lin, size)
+        None
+    }
+
+    /// Where `size` bytes at linear `lin` can be written straight to host memory: a TLB hit
+    /// on writable RAM without decoded code, inside one page, writable at the current
+    /// privilege; None otherwise.
+    #[inline(always)]
+    pub(crate) fn write_ptr(&self, lin: u64, size: usize) -> Option<*mut u8> {
+        let off = (lin & 0xfff) as usize;
+        let vpn = lin >> 12;
+        let e = &self.tlb[(vpn as usize) % TLB_SIZE];
+        if e.tag == vpn + 1 && off + size <= 4096 && e.fast_write && (e.user || self.cpl != 3) {
+            // SAFETY: `fast_write` entries have a host page mapped for 4096 bytes; off < 4096.
+            return Some(unsafe { e.host.add(off) });
+        }
+        None
     }
 
     #[inline(never)]
@@ -698,19 +738,13 @@ impl Cpu {
         Ok(v)
     }
 
-    /// Writes `size` bytes at linear `lin`: a TLB hit on writable RAM inside one page is
-    /// written here (after dropping decoded code of the page), the rest in `lin_write_slow`.
+    /// Writes `size` bytes at linear `lin`: a TLB hit on writable RAM without decoded code,
+    /// inside one page, is written here, the rest in `lin_write_slow`.
     #[inline(always)]
     pub fn lin_write(&mut self, lin: u64, size: usize, v: u64) -> R<()> {
-        let off = (lin & 0xfff) as usize;
-        let vpn = lin >> 12;
-        let e = &self.tlb[(vpn as usize) % TLB_SIZE];
-        if e.tag == vpn + 1 && off + size <= 4096 && e.fast_write && (e.user || self.cpl != 3) {
-            let host = e.host;
-            self.code_write(e.phys | off as u64, size);
-            // SAFETY: `fast_write` entries have a host page mapped for 4096 bytes, and
-            // off + size <= 4096.
-            unsafe { store(host.add(off), size, v) };
+        if let Some(p) = self.write_ptr(lin, size) {
+            // SAFETY: `write_ptr` gives `size` writable bytes of a page without decoded code.
+            unsafe { store(p, size, v) };
             return Ok(());
         }
         self.lin_write_slow(lin, size, v)
@@ -728,6 +762,11 @@ impl Cpu {
                 self.code_write(e.phys | off as u64, size);
                 // SAFETY: the entry's host page is mapped for 4096 bytes and off + size <= 4096.
                 unsafe { store(e.host.add(off), size, v) };
+                // The page's code is gone now: the next stores may take the fast path.
+                let t = &mut self.tlb[((lin >> 12) as usize) % TLB_SIZE];
+                if t.tag == (lin >> 12) + 1 && t.writable && !self.phys.is_code(e.phys) {
+                    t.fast_write = true;
+                }
                 return Ok(());
             }
             self.phys_write(e.phys | off as u64, size, v);
@@ -799,6 +838,31 @@ impl Cpu {
     }
 
     // ---- stack ----
+
+    /// PUSH when the stack slot is plain RAM (`write_ptr`); false (and nothing done)
+    /// otherwise.
+    #[inline(always)]
+    pub(crate) fn push_fast(&mut self, size: usize, v: u64) -> bool {
+        let ss = self.stack_size();
+        let sp = self.reg(4, ss).wrapping_sub(size as u64) & flags::mask(ss);
+        let Some(p) = self.write_ptr(self.lin(SS, sp), size) else { return false };
+        // SAFETY: `write_ptr` gives `size` writable bytes.
+        unsafe { store(p, size, v) };
+        self.set_reg(4, ss, sp);
+        true
+    }
+
+    /// POP when the stack slot is plain RAM (`read_ptr`); None (and nothing done) otherwise.
+    #[inline(always)]
+    pub(crate) fn pop_fast(&mut self, size: usize) -> Option<u64> {
+        let ss = self.stack_size();
+        let sp = self.reg(4, ss);
+        let p = self.read_ptr(self.lin(SS, sp), size)?;
+        // SAFETY: `read_ptr` gives `size` readable bytes.
+        let v = unsafe { load(p, size) };
+        self.set_reg(4, ss, sp.wrapping_add(size as u64));
+        Some(v)
+    }
 
     pub fn push(&mut self, size: usize, v: u64) -> R<()> {
         let ss = self.stack_size();

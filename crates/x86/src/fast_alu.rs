@@ -5,8 +5,8 @@
 //! Each does exactly what `Cpu::exec` does for the same form, but with operands picked apart
 //! at decode time. A handler that faults leaves registers, memory and flags untouched.
 
-use crate::block::{step, Op, Step};
-use crate::cpu::{Cpu, R};
+use crate::block::{step, step_mem, Op, Step};
+use crate::cpu::{load, store, Cpu, R};
 use crate::exec::Flow::Next;
 use crate::flags::{mask, Lazy, LazyOp};
 use iced_x86::{ConditionCode, Mnemonic};
@@ -147,7 +147,22 @@ pub(crate) fn alu_ri<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn alu_rm<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    if let Some(p) = c.read_ptr(c.op_lin(op), S as usize) {
+        // SAFETY: `read_ptr` gives S readable bytes.
+        let b = unsafe { load(p, S as usize) };
+        let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), b);
+        if writes(K) {
+            c.w::<S>(op.d, r);
+        }
+        c.lazy = l;
+        return Step::Next;
+    }
+    alu_rm_slow::<K, S>(c, op)
+}
+
+#[inline(never)]
+fn alu_rm_slow<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         let b = c.mem_read::<S>(op)?;
         let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), b);
         if writes(K) {
@@ -159,7 +174,30 @@ pub(crate) fn alu_rm<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn alu_mr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    let lin = c.op_lin(op);
+    let p = if writes(K) {
+        c.write_ptr(lin, S as usize)
+    } else {
+        c.read_ptr(lin, S as usize).map(|p| p as *mut u8)
+    };
+    if let Some(p) = p {
+        // SAFETY: `write_ptr` gives S writable (and readable) bytes, `read_ptr` S readable
+        // bytes (and nothing is written then).
+        let a = unsafe { load(p, S as usize) };
+        let (r, l) = alu::<K, S>(c, a, c.r::<S>(op.s));
+        if writes(K) {
+            // SAFETY: as above.
+            unsafe { store(p, S as usize, r) };
+        }
+        c.lazy = l;
+        return Step::Next;
+    }
+    alu_mr_slow::<K, S>(c, op)
+}
+
+#[inline(never)]
+fn alu_mr_slow<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         let lin = c.op_lin(op);
         let a = c.lin_read(lin, S as usize)?;
         let (r, l) = alu::<K, S>(c, a, c.r::<S>(op.s));
@@ -172,7 +210,30 @@ pub(crate) fn alu_mr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn alu_mi<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    let lin = c.op_lin(op);
+    let p = if writes(K) {
+        c.write_ptr(lin, S as usize)
+    } else {
+        c.read_ptr(lin, S as usize).map(|p| p as *mut u8)
+    };
+    if let Some(p) = p {
+        // SAFETY: `write_ptr` gives S writable (and readable) bytes, `read_ptr` S readable
+        // bytes (and nothing is written then).
+        let a = unsafe { load(p, S as usize) };
+        let (r, l) = alu::<K, S>(c, a, op.imm);
+        if writes(K) {
+            // SAFETY: as above.
+            unsafe { store(p, S as usize, r) };
+        }
+        c.lazy = l;
+        return Step::Next;
+    }
+    alu_mi_slow::<K, S>(c, op)
+}
+
+#[inline(never)]
+fn alu_mi_slow<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         let lin = c.op_lin(op);
         let a = c.lin_read(lin, S as usize)?;
         let (r, l) = alu::<K, S>(c, a, op.imm);
@@ -200,7 +261,18 @@ pub(crate) fn mov_ri<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn mov_rm<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    if let Some(p) = c.read_ptr(c.op_lin(op), S as usize) {
+        // SAFETY: `read_ptr` gives S readable bytes.
+        let v = unsafe { load(p, S as usize) };
+        c.w::<S>(op.d, v);
+        return Step::Next;
+    }
+    mov_rm_slow::<S>(c, op)
+}
+
+#[inline(never)]
+fn mov_rm_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         let v = c.mem_read::<S>(op)?;
         c.w::<S>(op.d, v);
         Ok(Next)
@@ -208,7 +280,17 @@ pub(crate) fn mov_rm<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn mov_mr<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    if let Some(p) = c.write_ptr(c.op_lin(op), S as usize) {
+        // SAFETY: `write_ptr` gives S writable bytes.
+        unsafe { store(p, S as usize, c.r::<S>(op.s)) };
+        return Step::Next;
+    }
+    mov_mr_slow::<S>(c, op)
+}
+
+#[inline(never)]
+fn mov_mr_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         let l = c.op_lin(op);
         let v = c.r::<S>(op.s);
         c.lin_write(l, S as usize, v)?;
@@ -217,7 +299,17 @@ pub(crate) fn mov_mr<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn mov_mi<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    if let Some(p) = c.write_ptr(c.op_lin(op), S as usize) {
+        // SAFETY: `write_ptr` gives S writable bytes.
+        unsafe { store(p, S as usize, op.imm) };
+        return Step::Next;
+    }
+    mov_mi_slow::<S>(c, op)
+}
+
+#[inline(never)]
+fn mov_mi_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         let l = c.op_lin(op);
         c.lin_write(l, S as usize, op.imm)?;
         Ok(Next)
@@ -245,7 +337,18 @@ pub(crate) fn movx_rr<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu,
 }
 
 pub(crate) fn movx_rm<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    if let Some(p) = c.read_ptr(c.op_lin(op), SS as usize) {
+        // SAFETY: `read_ptr` gives SS readable bytes.
+        let v = widen::<SIGN, SS, DS>(unsafe { load(p, SS as usize) });
+        c.w::<DS>(op.d, v);
+        return Step::Next;
+    }
+    movx_rm_slow::<SIGN, SS, DS>(c, op)
+}
+
+#[inline(never)]
+fn movx_rm_slow<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         let v = widen::<SIGN, SS, DS>(c.mem_read::<SS>(op)?);
         c.w::<DS>(op.d, v);
         Ok(Next)
@@ -279,7 +382,7 @@ pub(crate) fn incdec_r<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> St
 }
 
 pub(crate) fn incdec_m<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step_mem(c, op, |c| {
         let lin = c.op_lin(op);
         let a = c.lin_read(lin, S as usize)?;
         let (r, l) = incdec::<INC, S>(c, a);
@@ -351,7 +454,7 @@ pub(crate) fn imul_r<const THREE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> St
 
 /// IMUL r, m (THREE: r, m, imm).
 pub(crate) fn imul_m<const THREE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step_mem(c, op, |c| {
         let v = c.mem_read::<S>(op)?;
         let (a, b) = if THREE { (v, op.imm) } else { (c.r::<S>(op.d), v) };
         imul::<S>(c, op.d, a, b);
@@ -368,7 +471,7 @@ pub(crate) fn setcc_r<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn setcc_m<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step_mem(c, op, |c| {
         let v = c.cond(condition(C)) as u64;
         let l = c.op_lin(op);
         c.lin_write(l, 1, v)?;
@@ -385,7 +488,7 @@ pub(crate) fn cmov_r<const C: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn cmov_m<const C: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step_mem(c, op, |c| {
         // The source is read (and may fault) whether or not the move happens.
         let v = c.mem_read::<S>(op)?;
         let v = if c.cond(condition(C)) { v } else { c.r::<S>(op.d) };

@@ -4,7 +4,7 @@
 //! Branch targets were computed at decode time; a handler that faults leaves RIP and the
 //! stack as they were.
 
-use crate::block::{step, Op, Step};
+use crate::block::{step, step_mem, Op, Step};
 use crate::cpu::Cpu;
 use crate::exec::Flow::{Branch, Next};
 use crate::fast_alu::condition;
@@ -35,7 +35,7 @@ pub(crate) fn jmp_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn jmp_m<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step_mem(c, op, |c| {
         let l = c.op_lin(op);
         c.rip = c.lin_read(l, S as usize)?;
         Ok(Branch)
@@ -43,7 +43,16 @@ pub(crate) fn jmp_m<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn call_rel<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    if c.push_fast(S as usize, op.next) {
+        c.rip = op.imm;
+        return Step::Branch;
+    }
+    call_rel_slow::<S>(c, op)
+}
+
+#[inline(never)]
+fn call_rel_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         c.push(S as usize, op.next)?;
         c.rip = op.imm;
         Ok(Branch)
@@ -52,14 +61,28 @@ pub(crate) fn call_rel<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 
 /// A CALL whose target the block goes on with: only the return address is pushed.
 pub(crate) fn call_on<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if c.push_fast(S as usize, op.next) {
+        return Step::Next;
+    }
+    call_on_slow::<S>(c, op)
+}
+
+#[inline(never)]
+fn call_on_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    let gen = c.icache_gen;
     step(c, |c| {
         c.push(S as usize, op.next)?;
+        if c.icache_gen != gen {
+            // The push changed code or translations: end the block at the target.
+            c.rip = op.imm;
+            return Ok(Branch);
+        }
         Ok(Next)
     })
 }
 
 pub(crate) fn call_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step_mem(c, op, |c| {
         let t = c.regs[op.d as usize & 15] & mask(S);
         c.push(S as usize, op.next)?;
         c.rip = t;
@@ -68,7 +91,7 @@ pub(crate) fn call_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn call_m<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step_mem(c, op, |c| {
         let l = c.op_lin(op);
         let t = c.lin_read(l, S as usize)?;
         c.push(S as usize, op.next)?;
@@ -79,7 +102,18 @@ pub(crate) fn call_m<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 
 /// RET, releasing `op.imm` more bytes of stack.
 pub(crate) fn ret<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    if op.imm == 0 {
+        if let Some(t) = c.pop_fast(S as usize) {
+            c.rip = t;
+            return Step::Branch;
+        }
+    }
+    ret_slow::<S>(c, op)
+}
+
+#[inline(never)]
+fn ret_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         let t = c.pop(S as usize)?;
         if op.imm != 0 {
             let ss = c.stack_size();
@@ -92,7 +126,15 @@ pub(crate) fn ret<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn push_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    if c.push_fast(S as usize, c.regs[op.d as usize & 15] & mask(S)) {
+        return Step::Next;
+    }
+    push_r_slow::<S>(c, op)
+}
+
+#[inline(never)]
+fn push_r_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         let v = c.regs[op.d as usize & 15] & mask(S);
         c.push(S as usize, v)?;
         Ok(Next)
@@ -100,14 +142,31 @@ pub(crate) fn push_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn push_i<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    if c.push_fast(S as usize, op.imm) {
+        return Step::Next;
+    }
+    push_i_slow::<S>(c, op)
+}
+
+#[inline(never)]
+fn push_i_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         c.push(S as usize, op.imm)?;
         Ok(Next)
     })
 }
 
 pub(crate) fn pop_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    if let Some(v) = c.pop_fast(S as usize) {
+        c.set_reg(op.d as usize & 15, S, v);
+        return Step::Next;
+    }
+    pop_r_slow::<S>(c, op)
+}
+
+#[inline(never)]
+fn pop_r_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
         let v = c.pop(S as usize)?;
         c.set_reg(op.d as usize & 15, S, v);
         Ok(Next)

@@ -63,12 +63,23 @@ impl PhysMem {
         Place::Mmio
     }
 
-    /// Marks the page of `addr` as holding decoded code.
-    pub fn mark_code(&mut self, addr: u64) {
+    /// Marks the page of `addr` as holding decoded code; true when it was not marked.
+    pub fn mark_code(&mut self, addr: u64) -> bool {
         let p = (addr >> 12) as usize;
-        if let Some(w) = self.code_bits.get_mut(p / 64) {
-            *w |= 1 << (p % 64);
+        match self.code_bits.get_mut(p / 64) {
+            Some(w) if *w & (1 << (p % 64)) == 0 => {
+                *w |= 1 << (p % 64);
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// Whether the page of `addr` holds decoded code.
+    #[inline]
+    pub fn is_code(&self, addr: u64) -> bool {
+        let p = (addr >> 12) as usize;
+        self.code_bits.get(p / 64).is_some_and(|w| w & (1 << (p % 64)) != 0)
     }
 
     /// Whether the page of `addr` holds decoded code; clears the mark.
