@@ -73,7 +73,11 @@ pub(crate) const NO_REG: u8 = 16;
 const MAX_OPS: usize = 48;
 
 /// Blocks kept before the whole cache is dropped and rebuilt.
-const MAX_BLOCKS: usize = 1 << 18;
+const MAX_BLOCKS: usize = 1 << 15;
+
+/// Ops kept (in all blocks) before the whole cache is dropped and rebuilt: 16 MiB of ops.
+/// The Linux boot decodes about 2.5 M ops in all and drops the cache a handful of times.
+const MAX_CACHED_OPS: usize = 1 << 18;
 
 /// Words of a block's bytes kept inside the block.
 const HEAD_WORDS: usize = 4;
@@ -312,6 +316,8 @@ pub struct BlockCache {
     /// running code holds pointers to them: they must not move.
     #[allow(clippy::vec_box)]
     graveyard: Vec<Box<Block>>,
+    /// Ops in `blocks`.
+    ops: usize,
     /// The current slice of execution: a block's bytes are compared on its first entry in
     /// each slice (see `Cpu::new_slice`). Never 0, which new blocks hold.
     slice: u32,
@@ -325,6 +331,7 @@ impl Default for BlockCache {
             jump: Box::new([NO_JUMP; JUMP_SIZE]),
             graveyard: Vec::new(),
             slice: 1,
+            ops: 0,
         }
     }
 }
@@ -350,6 +357,7 @@ impl BlockCache {
         if let Some(keys) = self.pages.remove(&(page >> 12)) {
             for k in keys {
                 if let Some(b) = self.blocks.remove(&k) {
+                    self.ops -= b.n_ops as usize;
                     self.graveyard.push(b);
                 }
             }
@@ -359,13 +367,19 @@ impl BlockCache {
     /// Adds a block; true when others were dropped to make room (the generation must change).
     fn insert(&mut self, key: u64, b: Box<Block>) -> bool {
         let mut dropped = false;
-        if self.blocks.len() >= MAX_BLOCKS {
+        if self.blocks.len() >= MAX_BLOCKS || self.ops + b.n_ops as usize > MAX_CACHED_OPS {
             self.graveyard.extend(self.blocks.drain().map(|(_, b)| b));
             self.pages.clear();
+            // The maps keep their capacity otherwise.
+            self.blocks.shrink_to_fit();
+            self.pages.shrink_to_fit();
+            self.ops = 0;
             dropped = true;
         }
+        self.ops += b.n_ops as usize;
         match self.blocks.insert(key, b) {
             Some(old) => {
+                self.ops -= old.n_ops as usize;
                 self.graveyard.push(old);
                 dropped = true;
             }
