@@ -29,6 +29,9 @@ pub(crate) enum Step {
     Next,
     Branch,
     Fault,
+    /// A fused compare and conditional jump (`Op::fused`) fell through: the jump's op is
+    /// done too.
+    Skip,
 }
 
 /// Runs a handler body written with `?`, parking a fault in `Cpu::fault`.
@@ -119,6 +122,10 @@ pub(crate) struct Op {
     pub(crate) flat: bool,
     /// A plain near jump, call or return: the block may be linked to where it goes.
     pub(crate) link: bool,
+    /// A CMP or TEST fused with the conditional jump in the next op: it does both (the
+    /// jump's target is in `disp`), returning `Skip` when the jump falls through. The jump's
+    /// op stays, for budgets that end between the two.
+    pub(crate) fused: bool,
     /// The instruction's length in bytes.
     pub(crate) len: u8,
 }
@@ -520,16 +527,42 @@ impl Cpu {
             let block = unsafe { &*b };
             let gen = self.icache_gen;
             let all = block.ops();
-            let n = (all.len() as u64).min(max - done) as usize;
+            let mut n = (all.len() as u64).min(max - done) as usize;
+            if n < all.len() && n > 0 && all[n - 1].fused {
+                // The budget ends between a fused compare and its jump: stop before the pair.
+                n -= 1;
+            }
+            if n == 0 {
+                // Only the compare of a fused pair fits (a budget of one, e.g. after STI):
+                // run it alone, outside the cache.
+                self.rip = all[0].ip(self.bitness);
+                return (done + 1, self.step_uncached());
+            }
             let ops = &all[..n];
             let mut ended_by_branch = false;
-            for (i, op) in ops.iter().enumerate() {
+            let base = ops.as_ptr();
+            // SAFETY: one past the end of `ops`.
+            let end = unsafe { base.add(n) };
+            let mut p = base;
+            while p < end {
+                // SAFETY: `p` is inside `ops` (a `Skip` comes from a fused op, which is never
+                // the last of `ops`, so `p` never passes `end`).
+                let op = unsafe { &*p };
                 match (op.run)(self, op) {
                     // Handlers that may change code or translations under the block end it
                     // when they do (`step_mem`).
-                    Step::Next => {}
+                    Step::Next => {
+                        // SAFETY: at most `end`, as above.
+                        p = unsafe { p.add(1) }
+                    }
+                    Step::Skip => {
+                        // SAFETY: at most `end`, as above.
+                        p = unsafe { p.add(2) }
+                    }
                     Step::Branch => {
-                        done += i as u64 + 1;
+                        // SAFETY: `p` and `base` point into `ops`.
+                        let i = unsafe { p.offset_from(base) } as usize;
+                        done += (i + 1 + op.fused as usize) as u64;
                         // Only a plain jump, call or return (at the end, or a conditional jump
                         // taken inside the block) may lead to a link: anything else may have
                         // changed the mode.
@@ -540,6 +573,8 @@ impl Cpu {
                         break;
                     }
                     Step::Fault => {
+                        // SAFETY: as above.
+                        let i = unsafe { p.offset_from(base) } as usize;
                         let ip = op.ip(self.bitness);
                         self.cur_ip = ip;
                         self.rip = ip;
@@ -596,6 +631,8 @@ fn decode_block(page: *const u8, off: usize, rip: u64, bitness: u32) -> Option<B
     let mut ops = Vec::new();
     // Runs of code decoded so far (offset, length); the last one is being extended.
     let mut runs = vec![(off, 0usize)];
+    // The instruction of the last op, while a conditional jump right after it may fuse.
+    let mut prev: Option<Instruction> = None;
     while ops.len() < MAX_OPS && d.can_decode() {
         let ins = d.decode();
         if ins.is_invalid() {
@@ -603,6 +640,10 @@ fn decode_block(page: *const u8, off: usize, rip: u64, bitness: u32) -> Option<B
         }
         let next = ins.next_ip() & mask;
         let mut op = crate::compile::compile(&ins, bitness, next);
+        if let (Some(p), Some(pi)) = (ops.last_mut(), &prev) {
+            crate::compile::fuse(pi, &ins, bitness, p);
+        }
+        prev = Some(ins);
         let Some(run) = runs.last_mut() else { break };
         run.1 += ins.len();
         let end = run.0 + run.1;
@@ -633,6 +674,7 @@ fn decode_block(page: *const u8, off: usize, rip: u64, bitness: u32) -> Option<B
         ops.push(op);
         let Some((t_off, t)) = target else { break };
         runs.push((t_off, 0));
+        prev = None;
         d = Decoder::with_ip(bitness, &bytes[t_off..], t, DecoderOptions::NONE);
     }
     if ops.is_empty() {

@@ -285,6 +285,7 @@ pub(crate) fn compile(ins: &Instruction, bitness: u32, next: u64) -> Op {
         seg: DS as u8,
         flat: false,
         link: false,
+        fused: false,
         len: ins.len() as u8,
         ins: None,
     };
@@ -318,6 +319,62 @@ pub(crate) fn follow(ins: &Instruction, op: &mut Op) -> Option<u64> {
     }
     op.link = false;
     Some(ins.near_branch_target())
+}
+
+/// Fuses `prev` (compiled from `prev_ins`) with the conditional jump `jcc` that follows it,
+/// when `prev` is a CMP or TEST of registers or a register and an immediate.
+pub(crate) fn fuse(prev_ins: &Instruction, jcc: &Instruction, bitness: u32, prev: &mut Op) {
+    let test = match prev_ins.mnemonic() {
+        M::Cmp => false,
+        M::Test => true,
+        _ => return,
+    };
+    let is_jcc = matches!(
+        jcc.mnemonic(),
+        M::Jo
+            | M::Jno
+            | M::Jb
+            | M::Jae
+            | M::Je
+            | M::Jne
+            | M::Jbe
+            | M::Ja
+            | M::Js
+            | M::Jns
+            | M::Jp
+            | M::Jnp
+            | M::Jl
+            | M::Jge
+            | M::Jle
+            | M::Jg
+    );
+    if !is_jcc
+        || prev_ins.op_count() != 2
+        || !matches!(jcc.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64)
+    {
+        return;
+    }
+    let Some(c) = cc(jcc) else { return };
+    let mut o = Op { ins: None, ..*prev };
+    let o0 = operand(prev_ins, 0, bitness, &mut o);
+    let o1 = operand(prev_ins, 1, bitness, &mut o);
+    let h: Handler = match (o0, o1) {
+        (O::R(_, s0), O::R(_, s1)) if s0 == s1 => match test {
+            false => with_cc!(c, C => with_size!(s0, S => cmp_jcc::<CMP, S, C, false>)),
+            true => with_cc!(c, C => with_size!(s0, S => cmp_jcc::<TEST, S, C, false>)),
+        },
+        (O::R(_, s0), O::I(_)) => match test {
+            false => with_cc!(c, C => with_size!(s0, S => cmp_jcc::<CMP, S, C, true>)),
+            true => with_cc!(c, C => with_size!(s0, S => cmp_jcc::<TEST, S, C, true>)),
+        },
+        _ => return,
+    };
+    // `prev` already holds the registers and the immediate (its own handler is the plain
+    // CMP or TEST of the same form).
+    prev.run = h;
+    prev.disp = jcc.near_branch_target();
+    prev.link = true;
+    prev.fused = true;
 }
 
 /// Runs the instruction through `Cpu::exec`; ends the block if the mode changed.

@@ -245,6 +245,19 @@ fn alu_mi_slow<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     })
 }
 
+/// CMP or TEST (`K`) of a register with a register (or an immediate: `RI`) fused with the
+/// conditional jump (condition `C`) after it, to `op.disp`.
+pub(crate) fn cmp_jcc<const K: u8, const S: u8, const C: u8, const RI: bool>(c: &mut Cpu, op: &Op) -> Step {
+    let b = if RI { op.imm } else { c.r::<S>(op.s) };
+    let (_, l) = alu::<K, S>(c, c.r::<S>(op.d), b);
+    c.lazy = l;
+    if c.cond(condition(C)) {
+        c.rip = op.disp;
+        return Step::Branch;
+    }
+    Step::Skip
+}
+
 pub(crate) fn mov_rr<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     step(c, |c| {
         let v = c.r::<S>(op.s);

@@ -547,3 +547,26 @@ fn a_followed_call_that_writes_its_own_code_page_goes_on_at_the_target() {
     v.run_for(&io, 100).unwrap();
     assert_eq!(*io.out.lock().unwrap(), vec![(0x10, 7)]);
 }
+
+#[test]
+fn fused_compare_and_jump_run_whole_or_one_instruction_at_a_time() {
+    // 1000: xor ax, ax; l: inc ax; cmp ax, 3; jne l; test ax, ax; jz bad; out 0x10, ax; hlt;
+    // bad: hlt
+    let code =
+        [0x31, 0xc0, 0x40, 0x83, 0xf8, 0x03, 0x75, 0xfa, 0x85, 0xc0, 0x74, 0x03, 0xe7, 0x10, 0xf4, 0xf4];
+    let mut v = real_mode_vcpu(&code);
+    let io = Recorder::default();
+    v.run_for(&io, 100).unwrap();
+    assert_eq!(*io.out.lock().unwrap(), vec![(0x10, 3)]);
+    assert_eq!(v.instructions, 1 + 3 * 3 + 4);
+
+    let mut v = real_mode_vcpu(&code);
+    let io = Recorder::default();
+    let mut rips = vec![];
+    for _ in 0..8 {
+        v.run_for(&io, 1).unwrap();
+        rips.push(v.cpu().rip);
+    }
+    assert_eq!(rips, vec![0x1002, 0x1003, 0x1006, 0x1002, 0x1003, 0x1006, 0x1002, 0x1003]);
+    assert_eq!(v.instructions, 8);
+}
