@@ -25,13 +25,15 @@ pub(crate) type Handler = fn(&mut Cpu, &Op) -> Step;
 /// How an op ended: a one-byte value, so that handlers return it in a register (a
 /// `Result<Flow, Fault>` went through memory on every instruction).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub(crate) enum Step {
-    Next,
-    Branch,
-    Fault,
+    /// The values of `Next` and `Skip` are the ops to advance by.
+    Next = 1,
     /// A fused compare and conditional jump (`Op::fused`) fell through: the jump's op is
     /// done too.
-    Skip,
+    Skip = 2,
+    Branch = 3,
+    Fault = 4,
 }
 
 /// Runs a handler body written with `?`, parking a fault in `Cpu::fault`.
@@ -548,17 +550,17 @@ impl Cpu {
                 // SAFETY: `p` is inside `ops` (a `Skip` comes from a fused op, which is never
                 // the last of `ops`, so `p` never passes `end`).
                 let op = unsafe { &*p };
-                match (op.run)(self, op) {
-                    // Handlers that may change code or translations under the block end it
-                    // when they do (`step_mem`).
-                    Step::Next => {
-                        // SAFETY: at most `end`, as above.
-                        p = unsafe { p.add(1) }
-                    }
-                    Step::Skip => {
-                        // SAFETY: at most `end`, as above.
-                        p = unsafe { p.add(2) }
-                    }
+                let s = (op.run)(self, op);
+                // Handlers that may change code or translations under the block end it when
+                // they do (`step_mem`). `Next` and `Skip` advance by their value: one compare,
+                // not a jump table.
+                if s as u8 <= Step::Skip as u8 {
+                    // SAFETY: at most `end`, as above.
+                    p = unsafe { p.add(s as usize) };
+                    continue;
+                }
+                match s {
+                    Step::Next | Step::Skip => {}
                     Step::Branch => {
                         // SAFETY: `p` and `base` point into `ops`.
                         let i = unsafe { p.offset_from(base) } as usize;
