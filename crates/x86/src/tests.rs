@@ -50,7 +50,7 @@ pub(crate) fn nasm(src: &str) -> Option<Vec<u8>> {
         Ok(s) if s.success() => std::fs::read(&bin).ok(),
         Ok(_) => panic!("nasm failed on:\n{src}"),
         Err(_) => {
-            eprintln!("skipped: nasm is not installed");
+            test_support::skip(std::thread::current().name().unwrap_or("nasm"), "nasm is not installed");
             None
         }
     }
@@ -87,7 +87,10 @@ fn real_mode_arithmetic_and_port_output() {
 fn seabios_prints_its_banner() {
     let path = "/usr/share/seabios/bios-256k.bin";
     let Ok(bios) = std::fs::read(path) else {
-        eprintln!("skipped: {path} is missing (install Debian's seabios package)");
+        test_support::skip(
+            "seabios_prints_its_banner",
+            &format!("{path} is missing (install Debian's seabios package)"),
+        );
         return;
     };
     let layout = MemoryLayout::new(64 << 20, bios.len() as u64).unwrap();

@@ -42,7 +42,10 @@ fn shared<T: machine::bus::BusDevice + 'static>(d: T) -> SharedDevice {
 fn seabios_post_reaches_the_boot_stage() {
     let path = "/usr/share/seabios/bios-256k.bin";
     let Ok(bios) = std::fs::read(path) else {
-        eprintln!("skipped: {path} is missing (install Debian's seabios package)");
+        test_support::skip(
+            "seabios_post_reaches_the_boot_stage",
+            &format!("{path} is missing (install Debian's seabios package)"),
+        );
         return;
     };
     let layout = MemoryLayout::new(128 << 20, bios.len() as u64).unwrap();
