@@ -19,6 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{skip, test_guest, Vmm};
+use test_support::have;
 
 const NAME: &str = "linux_boots_and_works_on_the_interpreter";
 
@@ -34,10 +35,6 @@ const STATE: &str = "echo STATE $(md5sum </dev/vda2 | cut -c1-32) $(cat /sys/blo
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
 }
 
 fn ip(args: &str) -> Result<(), String> {

@@ -6,6 +6,8 @@
 
 mod common;
 
+use test_support::have;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -23,10 +25,6 @@ fn pattern() -> (Rig, std::net::SocketAddr, Arc<Mutex<Vec<u8>>>) {
     let sink: KeySink = Arc::new(move |c: &[u8]| k.lock().unwrap().extend_from_slice(c));
     let server = start_vnc("127.0.0.1:0", None, rig.vga.display(), sink).unwrap();
     (rig, server.local_addr(), keys)
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
 }
 
 /// (width, height, [(r, g, b)] at `points`) of an image, read by PIL.

@@ -1,4 +1,4 @@
-//! Skip reporting shared by every crate's tests.
+//! Pieces shared by every crate's tests: skip reporting, tool lookup, the test guest.
 //!
 //! A test that cannot run on this host (a missing tool, no privileges, another architecture)
 //! calls [`skip`] and returns. The reason goes to stderr and, when `$CHR_VMM_SKIP_LOG` names a
@@ -6,6 +6,8 @@
 //! skipped rather than passed.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 /// Records that `test` did not run here, and why.
 pub fn skip(test: &str, reason: &str) {
@@ -16,6 +18,27 @@ pub fn skip(test: &str, reason: &str) {
             let _ = writeln!(f, "{line}");
         }
     }
+}
+
+/// Whether `tool` is on PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+}
+
+/// Builds (or finds cached) the test guest with images/test-guest/build.sh, serialised with
+/// flock; returns its directory.
+pub fn test_guest() -> Result<PathBuf, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/test-guest/build.sh");
+    let out = Command::new("flock")
+        .arg("/tmp/chr-vmm-test-guest.lock")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} failed ({})", script.display(), out.status));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 #[cfg(test)]

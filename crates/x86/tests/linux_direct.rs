@@ -49,28 +49,13 @@ fn shared<T: machine::bus::BusDevice + 'static>(d: T) -> SharedDevice {
     Arc::new(Mutex::new(d))
 }
 
-/// Builds (or finds cached) the test guest with the project's script; returns its directory.
-fn test_guest() -> Result<std::path::PathBuf, String> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/test-guest/build.sh");
-    let out = std::process::Command::new("flock")
-        .arg("/tmp/chr-vmm-test-guest.lock")
-        .arg(&script)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!("{} failed ({})", script.display(), out.status));
-    }
-    Ok(std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
-
 #[test]
 fn linux_direct_boot() {
     const NAME: &str = "linux_direct_boot";
     if std::env::var("X86_LINUX_TEST").is_ok_and(|v| v == "0") {
         return test_support::skip(NAME, "X86_LINUX_TEST=0 turns the direct Linux boot off");
     }
-    let dir = match test_guest() {
+    let dir = match test_support::test_guest() {
         Ok(d) => d,
         Err(e) => return test_support::skip(NAME, &format!("the test guest could not be built: {e}")),
     };

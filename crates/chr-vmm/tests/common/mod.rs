@@ -32,18 +32,7 @@ pub fn skip(test: &str, reason: &str) {
 
 /// Builds (or finds cached) the test guest; returns its directory.
 pub fn test_guest() -> Result<PathBuf, String> {
-    let script = repo_root().join("images/test-guest/build.sh");
-    let out = Command::new("flock")
-        .arg("/tmp/chr-vmm-test-guest.lock")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!("{} failed ({})", script.display(), out.status));
-    }
-    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Ok(PathBuf::from(dir))
+    test_support::test_guest()
 }
 
 /// What /dev/kvm on this host is.
