@@ -12,7 +12,10 @@
 //!
 //! A backend never blocks: [`Backend::send`] either takes the frame or refuses it at once, and
 //! [`Backend::recv`] returns `Ok(None)` when nothing waits. [`Backend::rx_fd`] is level-triggered:
-//! readable while [`Backend::recv`] may have a frame, so the card's worker sleeps in epoll.
+//! readable while [`Backend::recv`] may have a frame or work to do, so the card's worker sleeps in
+//! epoll. A backend may do its own work inside those calls (user mode runs libslirp's poll loop
+//! there), on whichever thread owns it: backends move between threads but are used by one at a
+//! time.
 
 pub mod packet;
 pub mod slirp;
@@ -75,7 +78,9 @@ pub trait Backend: Send {
     fn set_guest_offloads(&mut self, _offloads: GuestOffloads) -> io::Result<()> {
         Ok(())
     }
-    /// A descriptor that polls readable (level-triggered) while [`Backend::recv`] may have a frame.
+    /// A descriptor that polls readable (level-triggered) while [`Backend::recv`] may have a frame
+    /// or work to do. Calling [`Backend::recv`] until it returns `Ok(None)` makes it unreadable
+    /// until something new arrives, so a caller that does so never spins.
     fn rx_fd(&self) -> RawFd;
     /// What the backend is, for log messages (e.g. `tap tap0`).
     fn describe(&self) -> String;

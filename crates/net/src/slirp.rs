@@ -1,294 +1,223 @@
 //! User-mode networking on libslirp: the guest gets DHCP, DNS, NAT to the host's networks and
 //! port forwards, and the VMM needs no privileges.
 //!
-//! libslirp is single-threaded and wants a poll loop (its sockets, its timers). One thread per
-//! card owns the `Slirp` instance and runs that loop; frames cross between it and the card's
-//! worker through two bounded queues, each with an eventfd:
-//! - guest -> slirp: [`Backend::send`] queues the frame and wakes the slirp thread;
-//! - slirp -> guest: slirp's send callback queues the frame and makes [`Backend::rx_fd`] readable.
+//! libslirp is single-threaded and wants a poll loop (its sockets, its timers). The backend runs
+//! it inside its own [`Backend`] calls, on whichever thread owns it (the card's worker), so a
+//! guest frame and slirp's answer cross no thread:
+//! - guest -> slirp: [`Backend::send`] hands the frame to slirp at once;
+//! - slirp -> guest: slirp's frames go to a bounded queue that [`Backend::recv`] empties; a full
+//!   queue drops the frame (counted), and TCP retransmits;
+//! - the poll loop: [`Backend::rx_fd`] is an epoll set ([`poller`]) that polls readable while
+//!   frames wait, a socket slirp watches is ready or slirp's next deadline has passed, and
+//!   [`Backend::recv`], when its queue is empty, runs one turn of the loop without waiting
+//!   (slirp reads and writes its ready sockets, runs its due timers and says what to watch next).
 //!
-//! A full queue drops the frame (counted): TCP retransmits, and neither side ever waits.
+//! The card's worker stops watching `rx_fd` while the guest has no receive buffers, so slirp is
+//! not polled until buffers come back. That is harmless: the host's sockets keep their data and
+//! push back on their senders meanwhile, and slirp's timers run late.
+//!
+//! The instance is made, and the port forwards listen, on the thread that calls
+//! [`SlirpBackend::new`], so that [`crate::open`] reports a port in use; the backend then moves to
+//! the card's worker.
+
+mod handler;
+mod poller;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::RawFd;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use libslirp::{Context, Handler, PollEvents};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use libslirp::Context;
 
-use crate::{Backend, OpenError, Protocol, UserNet, MAX_FRAME};
-
-/// Frames each queue holds before it drops.
-const QUEUE_FRAMES: usize = 1024;
+use crate::{Backend, HostForward, OpenError, Protocol, UserNet};
+use handler::{fire_timers, now_ns, until, GuestQueue, SlirpHandler, Timers};
+use poller::Poller;
 
 /// Counters of one user-mode backend.
-#[derive(Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlirpStats {
-    /// Frames from the guest dropped because the slirp thread was behind.
-    pub to_slirp_dropped: AtomicU64,
     /// Frames for the guest dropped because the card was behind (or too long).
-    pub to_guest_dropped: AtomicU64,
-}
-
-struct Shared {
-    to_slirp: Mutex<VecDeque<Vec<u8>>>,
-    to_guest: Mutex<VecDeque<Vec<u8>>>,
-    stop: AtomicBool,
-    stats: SlirpStats,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    pub to_guest_dropped: u64,
 }
 
 /// A user-mode network backend.
 pub struct SlirpBackend {
-    shared: Arc<Shared>,
-    wake: EventFd,
-    rx_ready: EventFd,
-    thread: Option<JoinHandle<()>>,
+    // Declared first so that it is dropped first: slirp's clean-up calls back into the handler.
+    ctx: Context<SlirpHandler>,
+    poller: Poller,
+    to_guest: Rc<RefCell<GuestQueue>>,
+    timers: Rc<RefCell<Timers>>,
+    start: Instant,
+    /// A guest frame went into slirp since the last turn of the poll loop: slirp may want other
+    /// sockets (or other events) watched.
+    turn_due: bool,
+    _strings: ConfigStrings,
     network: Ipv4Addr,
 }
 
+// SAFETY: `Context` holds a raw pointer to the Slirp instance, and the handler and timers share
+// `Rc`s (the guest-bound queue, the timers, the renewed-descriptor set) with the backend. Every
+// clone of those `Rc`s, the handler and every timer callback slirp registered are owned by this
+// struct and never handed out, so moving the backend moves all of them together, and only the
+// thread that owns it (through `&mut self`) ever touches a reference count or calls into slirp.
+// libslirp itself has no thread affinity: it keeps no thread-local storage (its shared library
+// has no TLS segment), runs no event loop of its own and calls back only from inside the calls
+// made here. Its few process-wide variables (its clock in ms, a DNS address cache, a flag for
+// one-time initialisation) are not tied to a thread.
+unsafe impl Send for SlirpBackend {}
+
 impl SlirpBackend {
-    /// Starts the slirp thread for `net` with the guest's `mtu`; returns once every port forward
-    /// listens (or the first that cannot).
+    /// Makes the slirp instance for `net` with the guest's `mtu`; returns once every port forward
+    /// listens (or fails at the first that cannot).
     pub fn new(net: &UserNet, mtu: u16) -> Result<Self, OpenError> {
-        let shared = Arc::new(Shared {
-            to_slirp: Mutex::new(VecDeque::new()),
-            to_guest: Mutex::new(VecDeque::new()),
-            stop: AtomicBool::new(false),
-            stats: SlirpStats::default(),
-        });
-        let wake = EventFd::new(EFD_NONBLOCK)?;
-        let rx_ready = EventFd::new(EFD_NONBLOCK)?;
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let thread = {
-            let (shared, wake, rx_ready, net) =
-                (shared.clone(), wake.try_clone()?, rx_ready.try_clone()?, net.clone());
-            std::thread::Builder::new()
-                .name("slirp".into())
-                .spawn(move || run(&net, mtu, shared, wake, rx_ready, ready_tx))?
+        let strings = ConfigStrings {
+            hostname: net.hostname.as_deref().and_then(|s| CString::new(s).ok()),
+            domainname: net.domainname.as_deref().and_then(|s| CString::new(s).ok()),
         };
-        let started =
-            ready_rx.recv().unwrap_or_else(|_| Err(OpenError::Slirp("the slirp thread died".into())));
-        let backend = Self { shared, wake, rx_ready, thread: Some(thread), network: net.network };
-        started.map(|()| backend)
+        let config = slirp_config(net, mtu, &strings);
+        let start = Instant::now();
+        let to_guest = Rc::new(RefCell::new(GuestQueue::default()));
+        let timers = Rc::new(RefCell::new(Timers::default()));
+        let renewed = Rc::default();
+        let poller = Poller::new(Rc::clone(&renewed))?;
+        let handler = SlirpHandler::new(start, Rc::clone(&to_guest), Rc::clone(&timers), renewed);
+        // The bindings assert that slirp_new succeeded; it fails only on a configuration it
+        // refuses.
+        let made = std::panic::catch_unwind(AssertUnwindSafe(|| Context::new_with_config(&config, handler)));
+        let refused = || OpenError::Slirp(format!("libslirp refused network {} with MTU {mtu}", net.network));
+        let ctx = made.map_err(|_| refused())?;
+        for f in &net.forwards {
+            add_forward(&ctx, net, f)?;
+        }
+        let mut backend = Self {
+            ctx,
+            poller,
+            to_guest,
+            timers,
+            start,
+            turn_due: false,
+            _strings: strings,
+            network: net.network,
+        };
+        // Watch the forwards' listeners and arm the timer.
+        backend.refill(true)?;
+        Ok(backend)
     }
 
     /// The counters of this backend.
-    pub fn stats(&self) -> &SlirpStats {
-        &self.shared.stats
+    pub fn stats(&self) -> SlirpStats {
+        SlirpStats { to_guest_dropped: self.to_guest.borrow().dropped }
+    }
+
+    /// Takes the oldest frame for the guest into `buf`; frames too long for it are dropped.
+    fn pop(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let mut q = self.to_guest.borrow_mut();
+        while let Some(frame) = q.frames.pop_front() {
+            if frame.len() <= buf.len() {
+                buf[..frame.len()].copy_from_slice(&frame);
+                return Some(frame.len());
+            }
+            q.drop_one("longer than the card's buffer");
+        }
+        None
+    }
+
+    /// One turn of slirp's poll loop, without waiting: slirp handles its ready sockets and due
+    /// timers, then says what to watch next. Nothing is done when nothing is ready.
+    fn turn(&mut self) -> io::Result<()> {
+        let ready = self.poller.look();
+        if !ready.any() && !self.turn_due {
+            return Ok(());
+        }
+        self.turn_due = false;
+        let poller = &self.poller;
+        self.ctx.pollfds_poll(ready.error, |idx| poller.revents(idx));
+        fire_timers(&self.timers, now_ns(self.start) / 1_000_000);
+        self.refill(ready.timer)
+    }
+
+    /// Asks slirp which sockets to watch and how long it may sleep, and sets the poller so.
+    fn refill(&mut self, timer_fired: bool) -> io::Result<()> {
+        self.poller.begin_fill();
+        // slirp caps this at a second (half a second while TCP connections exist).
+        let mut timeout_ms = u32::MAX;
+        let poller = &mut self.poller;
+        self.ctx.pollfds_fill(&mut timeout_ms, |fd, events| poller.add(fd, events));
+        self.poller.sync();
+        let mut sleep = Duration::from_millis(u64::from(timeout_ms));
+        if let Some(deadline) = self.timers.borrow().next_deadline() {
+            sleep = sleep.min(until(self.start, deadline));
+        }
+        self.poller.arm(sleep, timer_fired)
+    }
+
+    /// Keeps the wake eventfd readable exactly while frames wait or a turn is due.
+    fn update_wake(&mut self) {
+        let woken = self.turn_due || !self.to_guest.borrow().frames.is_empty();
+        self.poller.set_woken(woken);
     }
 }
 
-impl Drop for SlirpBackend {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = self.wake.write(1);
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("user network {}: the slirp thread panicked", self.network);
-            }
-        }
+/// Makes slirp listen for port forward `f`.
+fn add_forward(ctx: &Context<SlirpHandler>, net: &UserNet, f: &HostForward) -> Result<(), OpenError> {
+    let guest = f.guest_addr.unwrap_or(net.dhcp_start);
+    // SAFETY: `ctx.inner.context` is the live Slirp instance `ctx` owns; the call only reads its
+    // plain-value arguments.
+    let rc = unsafe {
+        libslirp_sys::slirp_add_hostfwd(
+            ctx.inner.context,
+            i32::from(f.protocol == Protocol::Udp),
+            f.host_addr.into(),
+            i32::from(f.host_port),
+            guest.into(),
+            i32::from(f.guest_port),
+        )
+    };
+    if rc < 0 {
+        return Err(OpenError::Forward { protocol: f.protocol, addr: f.host_addr, port: f.host_port });
     }
+    log::info!("user network: {} {}:{} -> {}:{}", f.protocol, f.host_addr, f.host_port, guest, f.guest_port);
+    Ok(())
 }
 
 impl Backend for SlirpBackend {
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        {
-            let mut q = lock(&self.shared.to_slirp);
-            if q.len() >= QUEUE_FRAMES || self.shared.stop.load(Ordering::Relaxed) {
-                self.shared.stats.to_slirp_dropped.fetch_add(1, Ordering::Relaxed);
-                return Err(io::Error::from(io::ErrorKind::WouldBlock));
-            }
-            q.push_back(frame.to_vec());
-        }
-        self.wake.write(1)
+        self.ctx.input(frame);
+        // The frame may have opened a socket, or filled or drained one: the next turn asks slirp
+        // again what to watch. Frames slirp answered with are queued already.
+        self.turn_due = true;
+        self.update_wake();
+        Ok(())
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let pop = |buf: &mut [u8]| -> Option<usize> {
-            let mut q = lock(&self.shared.to_guest);
-            while let Some(frame) = q.pop_front() {
-                if frame.len() <= buf.len() {
-                    buf[..frame.len()].copy_from_slice(&frame);
-                    return Some(frame.len());
-                }
-                self.shared.stats.to_guest_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            None
-        };
-        if let Some(n) = pop(buf) {
+        if let Some(n) = self.pop(buf) {
+            self.update_wake();
             return Ok(Some(n));
         }
-        // Empty: clear readiness, then look once more for a frame queued meanwhile (its
-        // producer signals after queueing, so nothing is missed).
-        let _ = self.rx_ready.read();
-        Ok(pop(buf))
+        let turned = self.turn();
+        let n = self.pop(buf);
+        self.update_wake();
+        match (n, turned) {
+            (Some(n), _) => Ok(Some(n)),
+            // The worker tries again a second later; frames queued meanwhile stay queued.
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(None),
+        }
     }
 
     fn rx_fd(&self) -> RawFd {
-        self.rx_ready.as_raw_fd()
+        self.poller.fd()
     }
 
     fn describe(&self) -> String {
         format!("user network {}", self.network)
     }
-}
-
-/// slirp's timers: callbacks with a deadline in milliseconds of [`SlirpHandler::clock_get_ns`].
-#[derive(Default)]
-struct Timers {
-    next_id: u64,
-    entries: HashMap<u64, TimerEntry>,
-}
-
-struct TimerEntry {
-    func: Option<Box<dyn FnMut()>>,
-    deadline_ms: Option<i64>,
-}
-
-/// The handle slirp holds for one timer.
-struct TimerHandle(u64);
-
-struct SlirpHandler {
-    shared: Arc<Shared>,
-    rx_ready: EventFd,
-    start: Instant,
-    timers: Rc<RefCell<Timers>>,
-    guest_errors: u64,
-}
-
-fn now_ns(start: Instant) -> i64 {
-    i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX)
-}
-
-impl Handler for SlirpHandler {
-    type Timer = TimerHandle;
-
-    fn clock_get_ns(&mut self) -> i64 {
-        now_ns(self.start)
-    }
-
-    fn send_packet(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let queued = {
-            let mut q = lock(&self.shared.to_guest);
-            if q.len() < QUEUE_FRAMES && buf.len() <= MAX_FRAME {
-                q.push_back(buf.to_vec());
-                true
-            } else {
-                false
-            }
-        };
-        if queued {
-            let _ = self.rx_ready.write(1);
-        } else {
-            self.shared.stats.to_guest_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        // slirp may drop frames the guest cannot take: report success either way.
-        Ok(buf.len())
-    }
-
-    fn register_poll_fd(&mut self, _fd: RawFd) {}
-
-    fn unregister_poll_fd(&mut self, _fd: RawFd) {}
-
-    fn guest_error(&mut self, msg: &str) {
-        self.guest_errors += 1;
-        if self.guest_errors.is_power_of_two() {
-            log::debug!("user network: guest error ({} so far): {msg}", self.guest_errors);
-        }
-    }
-
-    fn notify(&mut self) {}
-
-    fn timer_new(&mut self, func: Box<dyn FnMut()>) -> Box<TimerHandle> {
-        let mut t = self.timers.borrow_mut();
-        let id = t.next_id;
-        t.next_id += 1;
-        t.entries.insert(id, TimerEntry { func: Some(func), deadline_ms: None });
-        Box::new(TimerHandle(id))
-    }
-
-    fn timer_mod(&mut self, timer: &mut Box<TimerHandle>, expire_time: i64) {
-        if let Some(e) = self.timers.borrow_mut().entries.get_mut(&timer.0) {
-            e.deadline_ms = Some(expire_time);
-        }
-    }
-
-    fn timer_free(&mut self, timer: Box<TimerHandle>) {
-        self.timers.borrow_mut().entries.remove(&timer.0);
-    }
-}
-
-impl Timers {
-    fn next_deadline(&self) -> Option<i64> {
-        self.entries.values().filter_map(|e| e.deadline_ms).min()
-    }
-}
-
-/// Runs every timer whose deadline has passed; a callback may re-arm or free timers.
-fn fire_timers(timers: &Rc<RefCell<Timers>>, now_ms: i64) {
-    let due: Vec<u64> = timers
-        .borrow()
-        .entries
-        .iter()
-        .filter(|(_, e)| e.deadline_ms.is_some_and(|d| d <= now_ms))
-        .map(|(&id, _)| id)
-        .collect();
-    for id in due {
-        let func = timers.borrow_mut().entries.get_mut(&id).and_then(|e| {
-            e.deadline_ms = None;
-            e.func.take()
-        });
-        if let Some(mut func) = func {
-            func();
-            if let Some(e) = timers.borrow_mut().entries.get_mut(&id) {
-                e.func = Some(func);
-            }
-        }
-    }
-}
-
-fn to_poll(ev: PollEvents) -> libc::c_short {
-    let mut out = 0;
-    for (has, bit) in [
-        (ev.has_in(), libc::POLLIN),
-        (ev.has_out(), libc::POLLOUT),
-        (ev.has_pri(), libc::POLLPRI),
-        (ev.has_err(), libc::POLLERR),
-        (ev.has_hup(), libc::POLLHUP),
-    ] {
-        if has {
-            out |= bit;
-        }
-    }
-    out
-}
-
-fn from_poll(revents: libc::c_short) -> PollEvents {
-    let mut ev = PollEvents::empty();
-    for (bit, flag) in [
-        (libc::POLLIN, PollEvents::poll_in()),
-        (libc::POLLOUT, PollEvents::poll_out()),
-        (libc::POLLPRI, PollEvents::poll_pri()),
-        (libc::POLLERR, PollEvents::poll_err()),
-        (libc::POLLHUP, PollEvents::poll_hup()),
-    ] {
-        if revents & bit != 0 {
-            ev |= flag;
-        }
-    }
-    ev
 }
 
 /// Strings slirp's configuration points at; they live as long as the instance.
@@ -328,101 +257,6 @@ fn slirp_config(net: &UserNet, mtu: u16, strings: &ConfigStrings) -> libslirp_sy
         outbound_addr6: std::ptr::null(),
         disable_dns: false,
         disable_dhcp: false,
-    }
-}
-
-/// The slirp thread: sets up the instance and its forwards, reports, then polls until stopped.
-fn run(
-    net: &UserNet,
-    mtu: u16,
-    shared: Arc<Shared>,
-    wake: EventFd,
-    rx_ready: EventFd,
-    ready: mpsc::Sender<Result<(), OpenError>>,
-) {
-    let strings = ConfigStrings {
-        hostname: net.hostname.as_deref().and_then(|s| CString::new(s).ok()),
-        domainname: net.domainname.as_deref().and_then(|s| CString::new(s).ok()),
-    };
-    let config = slirp_config(net, mtu, &strings);
-    let start = Instant::now();
-    let timers = Rc::new(RefCell::new(Timers::default()));
-    let handler =
-        SlirpHandler { shared: shared.clone(), rx_ready, start, timers: timers.clone(), guest_errors: 0 };
-    let ctx = Context::new_with_config(&config, handler);
-    for f in &net.forwards {
-        let guest = f.guest_addr.unwrap_or(net.dhcp_start);
-        // SAFETY: `ctx.inner.context` is the live Slirp instance this thread owns; the call only
-        // reads its plain-value arguments.
-        let rc = unsafe {
-            libslirp_sys::slirp_add_hostfwd(
-                ctx.inner.context,
-                i32::from(f.protocol == Protocol::Udp),
-                f.host_addr.into(),
-                i32::from(f.host_port),
-                guest.into(),
-                i32::from(f.guest_port),
-            )
-        };
-        if rc < 0 {
-            let _ = ready.send(Err(OpenError::Forward {
-                protocol: f.protocol,
-                addr: f.host_addr,
-                port: f.host_port,
-            }));
-            return;
-        }
-        log::info!(
-            "user network: {} {}:{} -> {}:{}",
-            f.protocol,
-            f.host_addr,
-            f.host_port,
-            guest,
-            f.guest_port
-        );
-    }
-    if ready.send(Ok(())).is_err() {
-        return;
-    }
-    drop(ready);
-
-    let mut fds: Vec<libc::pollfd> = Vec::new();
-    while !shared.stop.load(Ordering::SeqCst) {
-        // Frames from the guest first: they may make slirp open sockets to poll.
-        let frames: Vec<Vec<u8>> = lock(&shared.to_slirp).drain(..).collect();
-        for frame in &frames {
-            ctx.input(frame);
-        }
-
-        fds.clear();
-        fds.push(libc::pollfd { fd: wake.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        let mut timeout_ms: u32 = u32::MAX;
-        ctx.pollfds_fill(&mut timeout_ms, |fd, events| {
-            fds.push(libc::pollfd { fd, events: to_poll(events), revents: 0 });
-            i32::try_from(fds.len() - 1).unwrap_or(i32::MAX)
-        });
-        let now_ms = now_ns(start) / 1_000_000;
-        if let Some(deadline) = timers.borrow().next_deadline() {
-            let wait = u32::try_from(deadline.saturating_sub(now_ms).max(0)).unwrap_or(u32::MAX);
-            timeout_ms = timeout_ms.min(wait);
-        }
-        let timeout = i32::try_from(timeout_ms.min(1000)).unwrap_or(1000);
-        // SAFETY: `fds` is a live array of `fds.len()` pollfd structures.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        let error = n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted;
-        if fds[0].revents & libc::POLLIN != 0 {
-            let _ = wake.read();
-        }
-        if n < 0 {
-            fds.iter_mut().for_each(|p| p.revents = 0);
-        }
-        ctx.pollfds_poll(error, |idx| {
-            usize::try_from(idx)
-                .ok()
-                .and_then(|i| fds.get(i))
-                .map_or(PollEvents::empty(), |p| from_poll(p.revents))
-        });
-        fire_timers(&timers, now_ns(start) / 1_000_000);
     }
 }
 

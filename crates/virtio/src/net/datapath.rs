@@ -3,7 +3,9 @@
 //! One thread sleeps in epoll on the RX and TX queue eventfds, the backend's readiness fd and a
 //! stop eventfd. When the guest has no receive buffer, the frame in hand is kept, the backend
 //! fd is taken out of epoll and the RX queue's notifications are turned on: the thread sleeps
-//! until the guest adds buffers, and the backend queues (or drops) meanwhile. A backend that
+//! until the guest adds buffers, and the backend queues (or drops) meanwhile; a backend that does
+//! its own work in `recv` (user mode runs libslirp's poll loop there) waits too, which is
+//! harmless: its host sockets keep their data and push back on their senders. A backend that
 //! fails to receive is left alone for a second before it is polled again, so a broken
 //! interface costs neither CPU nor the VM.
 //!
