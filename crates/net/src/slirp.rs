@@ -30,7 +30,7 @@ use std::net::Ipv4Addr;
 use std::os::unix::io::RawFd;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libslirp::Context;
 
@@ -52,7 +52,6 @@ pub struct SlirpBackend {
     poller: Poller,
     to_guest: Rc<RefCell<GuestQueue>>,
     timers: Rc<RefCell<Timers>>,
-    start: Instant,
     /// A guest frame went into slirp since the last turn of the poll loop: slirp may want other
     /// sockets (or other events) watched.
     turn_due: bool,
@@ -80,12 +79,11 @@ impl SlirpBackend {
             domainname: net.domainname.as_deref().and_then(|s| CString::new(s).ok()),
         };
         let config = slirp_config(net, mtu, &strings);
-        let start = Instant::now();
         let to_guest = Rc::new(RefCell::new(GuestQueue::default()));
         let timers = Rc::new(RefCell::new(Timers::default()));
         let renewed = Rc::default();
         let poller = Poller::new(Rc::clone(&renewed))?;
-        let handler = SlirpHandler::new(start, Rc::clone(&to_guest), Rc::clone(&timers), renewed);
+        let handler = SlirpHandler::new(Rc::clone(&to_guest), Rc::clone(&timers), renewed);
         // The bindings assert that slirp_new succeeded; it fails only on a configuration it
         // refuses.
         let made = std::panic::catch_unwind(AssertUnwindSafe(|| Context::new_with_config(&config, handler)));
@@ -94,16 +92,8 @@ impl SlirpBackend {
         for f in &net.forwards {
             add_forward(&ctx, net, f)?;
         }
-        let mut backend = Self {
-            ctx,
-            poller,
-            to_guest,
-            timers,
-            start,
-            turn_due: false,
-            _strings: strings,
-            network: net.network,
-        };
+        let mut backend =
+            Self { ctx, poller, to_guest, timers, turn_due: false, _strings: strings, network: net.network };
         // Watch the forwards' listeners and arm the timer.
         backend.refill(true)?;
         Ok(backend)
@@ -137,7 +127,7 @@ impl SlirpBackend {
         self.turn_due = false;
         let poller = &self.poller;
         self.ctx.pollfds_poll(ready.error, |idx| poller.revents(idx));
-        fire_timers(&self.timers, now_ns(self.start) / 1_000_000);
+        fire_timers(&self.timers, now_ns() / 1_000_000);
         self.refill(ready.timer)
     }
 
@@ -151,7 +141,7 @@ impl SlirpBackend {
         self.poller.sync();
         let mut sleep = Duration::from_millis(u64::from(timeout_ms));
         if let Some(deadline) = self.timers.borrow().next_deadline() {
-            sleep = sleep.min(until(self.start, deadline));
+            sleep = sleep.min(until(deadline));
         }
         self.poller.arm(sleep, timer_fired)
     }

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::unix::io::RawFd;
 use std::rc::Rc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libslirp::Handler;
@@ -32,7 +33,7 @@ impl GuestQueue {
     }
 }
 
-/// slirp's timers: callbacks with a deadline in milliseconds of [`SlirpHandler::clock_get_ns`].
+/// slirp's timers: callbacks with a deadline in milliseconds of slirp's clock ([`now_ns`]).
 #[derive(Default)]
 pub(super) struct Timers {
     next_id: u64,
@@ -48,7 +49,7 @@ struct TimerEntry {
 pub(super) struct TimerHandle(u64);
 
 impl Timers {
-    /// The earliest deadline of an armed timer, in milliseconds since `start`.
+    /// The earliest deadline of an armed timer, in milliseconds of slirp's clock.
     pub(super) fn next_deadline(&self) -> Option<i64> {
         self.entries.values().filter_map(|e| e.deadline_ms).min()
     }
@@ -77,19 +78,25 @@ pub(super) fn fire_timers(timers: &Rc<RefCell<Timers>>, now_ms: i64) {
     }
 }
 
-/// Nanoseconds since `start`: slirp's clock.
-pub(super) fn now_ns(start: Instant) -> i64 {
-    i64::try_from(start.elapsed().as_nanos()).unwrap_or(i64::MAX)
+/// slirp's clock starts here. libslirp keeps the time in a process-wide variable that each
+/// instance overwrites when polled, so every instance must read the same clock.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// slirp's clock, in nanoseconds.
+pub(super) fn now_ns() -> i64 {
+    i64::try_from(epoch().elapsed().as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// How long from now until `deadline_ms` of slirp's clock (zero if it has passed).
-pub(super) fn until(start: Instant, deadline_ms: i64) -> Duration {
-    let at = start + Duration::from_millis(u64::try_from(deadline_ms).unwrap_or(0));
+pub(super) fn until(deadline_ms: i64) -> Duration {
+    let at = epoch() + Duration::from_millis(u64::try_from(deadline_ms).unwrap_or(0));
     at.saturating_duration_since(Instant::now())
 }
 
 pub(super) struct SlirpHandler {
-    start: Instant,
     to_guest: Rc<RefCell<GuestQueue>>,
     timers: Rc<RefCell<Timers>>,
     /// Descriptors slirp opened or is closing since the poller last looked: a number may now
@@ -100,12 +107,11 @@ pub(super) struct SlirpHandler {
 
 impl SlirpHandler {
     pub(super) fn new(
-        start: Instant,
         to_guest: Rc<RefCell<GuestQueue>>,
         timers: Rc<RefCell<Timers>>,
         renewed: Rc<RefCell<HashSet<RawFd>>>,
     ) -> Self {
-        Self { start, to_guest, timers, renewed, guest_errors: 0 }
+        Self { to_guest, timers, renewed, guest_errors: 0 }
     }
 }
 
@@ -113,7 +119,7 @@ impl Handler for SlirpHandler {
     type Timer = TimerHandle;
 
     fn clock_get_ns(&mut self) -> i64 {
-        now_ns(self.start)
+        now_ns()
     }
 
     fn send_packet(&mut self, buf: &[u8]) -> io::Result<usize> {
