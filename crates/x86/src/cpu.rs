@@ -569,10 +569,13 @@ impl Cpu {
                 } else {
                     e & 0xffff_f000
                 };
-                // A page is writable for the supervisor when CR0.WP is clear.
-                let eff_w = w || (!user && self.cr0 & CR0_WP == 0);
+                // A page is writable for the supervisor when CR0.WP is clear. Such an entry
+                // is cached as supervisor-only, so that a later CPL3 access misses and walks
+                // again instead of inheriting the supervisor's writability.
+                let wp_override = !w && !user && self.cr0 & CR0_WP == 0;
+                let eff_w = w || wp_override;
                 // Only cache writability once the dirty bit is set.
-                return Ok((phys, eff_w && (e & 0x40 != 0), u, global, nx));
+                return Ok((phys, eff_w && (e & 0x40 != 0), u && !wp_override, global, nx));
             }
             table = if wide { e & addr_mask } else { e & 0xffff_f000 };
             level -= 1;

@@ -573,3 +573,29 @@ fn fused_compare_and_jump_run_whole_or_one_instruction_at_a_time() {
     assert_eq!(rips, vec![0x1002, 0x1003, 0x1006, 0x1002, 0x1003, 0x1006, 0x1002, 0x1003]);
     assert_eq!(v.instructions, 8);
 }
+
+#[test]
+fn a_supervisor_write_with_wp_clear_does_not_make_the_page_writable_for_user_mode() {
+    let mut v = real_mode_vcpu(&[0xf4]);
+    let c = v.cpu();
+    // 32-bit paging: the directory at 0x10000, one table at 0x11000 mapping linear 0x400000 to
+    // physical 0x20000 as present, user, read-only, accessed and dirty.
+    c.phys_write(0x10000 + 4, 4, 0x11000 | 0x7);
+    c.phys_write(0x11000, 4, 0x20000 | 0x1 | 0x4 | 0x20 | 0x40);
+    c.cr3 = 0x10000;
+    c.cr0 = 0x8000_0001; // PG | PE, WP clear
+    c.flush_tlb(true);
+    c.cpl = 0;
+    assert_eq!(
+        c.lin_write(0x40_0000, 4, 0x1234_5678),
+        Ok(()),
+        "supervisor writes a read-only page with WP clear"
+    );
+    assert_eq!(c.phys_read(0x20000, 4), 0x1234_5678);
+    c.cpl = 3;
+    assert_eq!(c.lin_read(0x40_0000, 4), Ok(0x1234_5678), "user mode may read the user page");
+    // present | write | user
+    assert_eq!(c.lin_write(0x40_0000, 4, 1), Err(Fault::Exc(14, Some(7))));
+    assert!(c.write_ptr(0x40_0000, 4).is_none(), "no fast write path for user mode");
+    assert_eq!(c.phys_read(0x20000, 4), 0x1234_5678);
+}
