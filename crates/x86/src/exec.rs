@@ -236,8 +236,20 @@ impl Cpu {
         }
     }
 
-    /// Executes one decoded instruction.
+    /// Executes one decoded instruction. A fault leaves the flags as they were before it:
+    /// faults are precise, and a faulting `adc [mem], r` (a copy-on-write page, say) runs again
+    /// with the same carry once the fault is handled.
     pub fn exec(&mut self, ins: &Instruction) -> R<Flow> {
+        let (lazy, rflags) = (self.lazy, self.rflags);
+        let r = self.exec_inner(ins);
+        if r.is_err() {
+            self.lazy = lazy;
+            self.rflags = rflags;
+        }
+        r
+    }
+
+    fn exec_inner(&mut self, ins: &Instruction) -> R<Flow> {
         let m = ins.mnemonic();
         match m {
             M::Mov => {

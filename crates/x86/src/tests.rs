@@ -599,3 +599,30 @@ fn a_supervisor_write_with_wp_clear_does_not_make_the_page_writable_for_user_mod
     assert!(c.write_ptr(0x40_0000, 4).is_none(), "no fast write path for user mode");
     assert_eq!(c.phys_read(0x20000, 4), 0x1234_5678);
 }
+
+#[test]
+fn a_faulting_instruction_leaves_the_flags_as_they_were() {
+    let Some(code) = nasm("bits 16\nstc\nadc dword [ebx], eax\nhlt\n") else { return };
+    let mut v = real_mode_vcpu(&code);
+    let c = v.cpu();
+    // 32-bit paging with CR0.WP: linear 0-4 MiB is identity-mapped for user mode, and linear
+    // 0x400000 is a present, user, read-only page.
+    c.phys_write(0x10000, 4, 0x12000 | 0x7);
+    c.phys_write(0x12000 + 4, 4, 0x1000 | 0x7);
+    c.phys_write(0x10000 + 4, 4, 0x11000 | 0x7);
+    c.phys_write(0x11000, 4, 0x20000 | 0x1 | 0x4 | 0x20 | 0x40);
+    c.phys_write(0x20000, 4, 0x1234_5678);
+    c.cr3 = 0x10000;
+    c.cr0 = 0x8001_0001; // PG | WP | PE
+    c.flush_tlb(true);
+    c.cpl = 3;
+    c.regs[3] = 0x40_0000;
+    c.regs[0] = 0;
+    assert!(c.step_uncached().is_ok(), "stc");
+    assert!(c.flag(flags::CF));
+    // 0x12345678 + 0 + 1 does not carry, so running the add before the faulting write would
+    // clear CF.
+    assert_eq!(c.step_uncached().err(), Some(Fault::Exc(14, Some(7))));
+    assert!(c.flag(flags::CF), "the carry is kept for the instruction's second run");
+    assert_eq!(c.phys_read(0x20000, 4), 0x1234_5678);
+}
