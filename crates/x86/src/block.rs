@@ -18,33 +18,91 @@ use crate::exec::Flow;
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic};
 use std::collections::HashMap;
 
-/// Executes one op: `Next` falls through to the following op, `Branch` ends the block with
-/// RIP already set, `Fault` leaves the fault in `Cpu::fault`.
+/// Executes one op and, threading, the ops after it: a handler that falls through calls the
+/// next op's handler in tail position ([`next`]), so a block runs as a chain of jumps from
+/// handler to handler, each with its own indirect branch (which the host predicts far better
+/// than one shared call site), without returning to a loop in between. The chain ends at
+/// the first op that leaves the block ([`leave`]): a taken branch, a fault, or the block's
+/// end op.
 pub(crate) type Handler = fn(&mut Cpu, &Op) -> Step;
 
-/// How an op ended: a one-byte value, so that handlers return it in a register (a
-/// `Result<Flow, Fault>` went through memory on every instruction).
+/// How a chain of ops ended: a one-byte value, so that handlers return it in a register (a
+/// `Result<Flow, Fault>` went through memory on every instruction). `Cpu::exit_op` says
+/// which op ended it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub(crate) enum Step {
-    /// The values of `Next` and `Skip` are the ops to advance by.
-    Next = 1,
-    /// A fused compare and conditional jump (`Op::fused`) fell through: the jump's op is
-    /// done too.
-    Skip = 2,
-    Branch = 3,
-    Fault = 4,
+    /// The block's end op was reached: every op ran and fell through.
+    End = 1,
+    /// The op at `exit_op` ran and left the block with RIP set.
+    Branch = 2,
+    /// The op at `exit_op` faulted; the fault is in `Cpu::fault`.
+    Fault = 3,
 }
 
-/// Runs a handler body written with `?`, parking a fault in `Cpu::fault`.
+/// Goes on with the op after `op`. Every block ends with an end op, which never calls this,
+/// so `op + 1` is always inside the block.
 #[inline(always)]
-pub(crate) fn step(c: &mut Cpu, f: impl FnOnce(&mut Cpu) -> R<Flow>) -> Step {
+pub(crate) fn next(c: &mut Cpu, op: &Op) -> Step {
+    // SAFETY: `op` is an op of a block other than its end op (only handlers of real ops
+    // call this), and the block's ops are followed by the end op in one allocation.
+    let n = unsafe { &*(op as *const Op).add(1) };
+    (n.run)(c, n)
+}
+
+/// Goes on past the conditional jump fused into `op` (`Op::fused`): the jump is never the
+/// last real op, so `op + 2` is at most the end op.
+#[inline(always)]
+pub(crate) fn skip(c: &mut Cpu, op: &Op) -> Step {
+    // SAFETY: a fused op is followed by its jump's op and then at least the end op.
+    let n = unsafe { &*(op as *const Op).add(2) };
+    (n.run)(c, n)
+}
+
+/// Ends the chain at `op` with `s`.
+#[inline(always)]
+pub(crate) fn leave(c: &mut Cpu, op: &Op, s: Step) -> Step {
+    c.exit_op = op as *const Op as usize;
+    s
+}
+
+/// The handler of a block's end op.
+fn end_of_block(c: &mut Cpu, op: &Op) -> Step {
+    leave(c, op, Step::End)
+}
+
+/// A block's end op, for code that goes on at `next`.
+fn end_op(next: u64) -> Op {
+    Op {
+        run: end_of_block,
+        next,
+        imm: 0,
+        disp: 0,
+        amask: u64::MAX,
+        ins: None,
+        d: NO_REG,
+        s: NO_REG,
+        base: NO_REG,
+        index: NO_REG,
+        scale: 0,
+        seg: 0,
+        flat: false,
+        link: false,
+        fused: false,
+        len: 0,
+    }
+}
+
+/// Runs a handler body written with `?`, parking a fault in `Cpu::fault`, and goes on with
+/// the next op when it falls through.
+#[inline(always)]
+pub(crate) fn step(c: &mut Cpu, op: &Op, f: impl FnOnce(&mut Cpu) -> R<Flow>) -> Step {
     match f(c) {
-        Ok(Flow::Next) => Step::Next,
-        Ok(Flow::Branch) => Step::Branch,
+        Ok(Flow::Next) => next(c, op),
+        Ok(Flow::Branch) => leave(c, op, Step::Branch),
         Err(e) => {
             c.fault = e;
-            Step::Fault
+            leave(c, op, Step::Fault)
         }
     }
 }
@@ -52,21 +110,21 @@ pub(crate) fn step(c: &mut Cpu, f: impl FnOnce(&mut Cpu) -> R<Flow>) -> Step {
 /// `step` for handlers that may touch memory outside the fast paths (or do anything else):
 /// when decoded code or translations changed under the block (a store into a code page, a
 /// page walk setting accessed bits there), the block ends and RIP goes to the next
-/// instruction. Handlers that only touch registers use `step`, and the run loop checks
-/// nothing after them.
+/// instruction. Handlers that only touch registers use `step`, and nothing is checked
+/// after them.
 #[inline(always)]
 pub(crate) fn step_mem(c: &mut Cpu, op: &Op, f: impl FnOnce(&mut Cpu) -> R<Flow>) -> Step {
     let gen = c.icache_gen;
     match f(c) {
         Ok(Flow::Next) if c.icache_gen != gen => {
             c.rip = op.next;
-            Step::Branch
+            leave(c, op, Step::Branch)
         }
-        Ok(Flow::Next) => Step::Next,
-        Ok(Flow::Branch) => Step::Branch,
+        Ok(Flow::Next) => next(c, op),
+        Ok(Flow::Branch) => leave(c, op, Step::Branch),
         Err(e) => {
             c.fault = e;
-            Step::Fault
+            leave(c, op, Step::Fault)
         }
     }
 }
@@ -246,7 +304,14 @@ impl Block {
         ok
     }
 
-    /// The ops.
+    /// The end op, just after the ops.
+    #[inline(always)]
+    fn end(&self) -> &Op {
+        // SAFETY: `ops` holds `n_ops` ops and then the end op.
+        unsafe { &*self.first.add(self.n_ops as usize) }
+    }
+
+    /// The ops (without the end op).
     #[inline(always)]
     fn ops(&self) -> &[Op] {
         // SAFETY: `first` and `n_ops` describe `ops`, which the block owns, never changes
@@ -520,7 +585,7 @@ impl Cpu {
     /// Runs up to `max` instructions of block `b` (and the blocks it leads to, while they are
     /// linked and the budget lasts). Returns the instructions run and how the last one ended;
     /// on a fault RIP and `cur_ip` point at the faulting instruction.
-    pub(crate) fn run_blocks(&mut self, mut b: *const Block, max: u64) -> (u64, R<Flow>) {
+    pub(crate) fn run_blocks(&mut self, mut b: *const Block, max: u64, precise: bool) -> (u64, R<Flow>) {
         let mut done = 0u64;
         loop {
             // SAFETY: `b` came from the cache in this generation; blocks dropped while it runs
@@ -529,71 +594,44 @@ impl Cpu {
             let block = unsafe { &*b };
             let gen = self.icache_gen;
             let all = block.ops();
-            let mut n = (all.len() as u64).min(max - done) as usize;
-            if n < all.len() && n > 0 && all[n - 1].fused {
-                // The budget ends between a fused compare and its jump: stop before the pair.
-                n -= 1;
-            }
-            if n == 0 {
-                // Only the compare of a fused pair fits (a budget of one, e.g. after STI):
-                // run it alone, outside the cache.
-                self.rip = all[0].ip(self.bitness);
-                return (done + 1, self.step_uncached());
-            }
-            let ops = &all[..n];
-            let mut ended_by_branch = false;
-            let base = ops.as_ptr();
-            // SAFETY: one past the end of `ops`.
-            let end = unsafe { base.add(n) };
-            let mut p = base;
-            while p < end {
-                // SAFETY: `p` is inside `ops` (a `Skip` comes from a fused op, which is never
-                // the last of `ops`, so `p` never passes `end`).
-                let op = unsafe { &*p };
-                let s = (op.run)(self, op);
-                // Handlers that may change code or translations under the block end it when
-                // they do (`step_mem`). `Next` and `Skip` advance by their value: one compare,
-                // not a jump table.
-                if s as u8 <= Step::Skip as u8 {
-                    // SAFETY: at most `end`, as above.
-                    p = unsafe { p.add(s as usize) };
-                    continue;
-                }
-                match s {
-                    Step::Next | Step::Skip => {}
-                    Step::Branch => {
-                        // SAFETY: `p` and `base` point into `ops`.
-                        let i = unsafe { p.offset_from(base) } as usize;
-                        done += (i + 1 + op.fused as usize) as u64;
-                        // Only a plain jump, call or return (at the end, or a conditional jump
-                        // taken inside the block) may lead to a link: anything else may have
-                        // changed the mode.
-                        if self.icache_gen != gen || self.halted || self.inhibit_irq || !op.link {
-                            return (done, Ok(Flow::Branch));
-                        }
-                        ended_by_branch = true;
-                        break;
-                    }
-                    Step::Fault => {
-                        // SAFETY: as above.
-                        let i = unsafe { p.offset_from(base) } as usize;
-                        let ip = op.ip(self.bitness);
-                        self.cur_ip = ip;
-                        self.rip = ip;
-                        return (done + i as u64 + 1, Err(self.fault));
-                    }
-                }
-            }
-            if !ended_by_branch {
-                done += n as u64;
-                if let Some(op) = all.get(n) {
-                    // Stopped early: the next op to run says where (the last one run may
-                    // have been a followed JMP or CALL, whose `next` is not there).
-                    self.rip = op.ip(self.bitness);
+            let n = all.len();
+            if precise && max - done < n as u64 {
+                // An exact budget (after STI, or a harness's limit) ends inside the block: run
+                // one instruction outside the cache.
+                if done > 0 {
                     return (done, Ok(Flow::Next));
                 }
-                let Some(last) = ops.last() else { return (done, Ok(Flow::Next)) };
-                self.rip = last.next;
+                self.rip = all[0].ip(self.bitness);
+                return (1, self.step_uncached());
+            }
+            // Otherwise the budget is a hint for when to look for interrupts: a block always
+            // runs whole (at most MAX_OPS instructions past it).
+            let first = &all[0];
+            let s = (first.run)(self, first);
+            // SAFETY: the op that ended the chain is one of this block's ops or its end op,
+            // all in one allocation starting at `all`.
+            let i = unsafe { (self.exit_op as *const Op).offset_from(all.as_ptr()) } as usize;
+            match s {
+                Step::End => {
+                    done += n as u64;
+                    self.rip = block.end().next;
+                }
+                Step::Branch => {
+                    let op = &all[i];
+                    done += (i + 1 + op.fused as usize) as u64;
+                    // Only a plain jump, call or return (at the end, or a conditional jump
+                    // taken inside the block) may lead to a link: anything else may have
+                    // changed the mode.
+                    if self.icache_gen != gen || self.halted || self.inhibit_irq || !op.link {
+                        return (done, Ok(Flow::Branch));
+                    }
+                }
+                Step::Fault => {
+                    let ip = all[i].ip(self.bitness);
+                    self.cur_ip = ip;
+                    self.rip = ip;
+                    return (done + i as u64 + 1, Err(self.fault));
+                }
             }
             if done >= max {
                 return (done, Ok(Flow::Next));
@@ -701,6 +739,10 @@ fn decode_block(page: *const u8, off: usize, rip: u64, bitness: u32) -> Option<B
         }
     }
     let n_ops = ops.len() as u32;
+    // The end op: where the chain of a block that runs to its end stops; its `next` is where
+    // the code goes on.
+    let last_next = ops.last().map_or(rip, |o| o.next);
+    ops.push(end_op(last_next));
     let ops = Box::into_raw(ops.into_boxed_slice());
     Some(Block {
         n_ops,

@@ -200,6 +200,8 @@ pub struct Cpu {
     pub(crate) cur_ip: u64,
     /// The fault a block handler stopped with.
     pub(crate) fault: Fault,
+    /// The op that ended the last chain of ops (`block::leave`), as an address.
+    pub(crate) exit_op: usize,
     /// The code of the running instruction's decoder (16, 32 or 64).
     pub(crate) bitness: u32,
     pub(crate) icache_gen: u64,
@@ -256,6 +258,7 @@ impl Cpu {
             apic: None,
             cur_ip: 0,
             fault: Fault::TripleFault,
+            exit_op: 0,
             bitness: 16,
             icache_gen: 0,
             icache: Default::default(),

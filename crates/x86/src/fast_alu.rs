@@ -5,7 +5,7 @@
 //! Each does exactly what `Cpu::exec` does for the same form, but with operands picked apart
 //! at decode time. A handler that faults leaves registers, memory and flags untouched.
 
-use crate::block::{step, step_mem, Op, Step};
+use crate::block::{leave, next, skip, step, step_mem, Op, Step};
 use crate::cpu::{load, store, Cpu, R};
 use crate::exec::Flow::Next;
 use crate::flags::{mask, Lazy, LazyOp};
@@ -125,7 +125,7 @@ const fn writes(k: u8) -> bool {
 }
 
 pub(crate) fn alu_rr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), c.r::<S>(op.s));
         if writes(K) {
             c.w::<S>(op.d, r);
@@ -136,7 +136,7 @@ pub(crate) fn alu_rr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn alu_ri<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let (r, l) = alu::<K, S>(c, c.r::<S>(op.d), op.imm);
         if writes(K) {
             c.w::<S>(op.d, r);
@@ -155,7 +155,7 @@ pub(crate) fn alu_rm<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
             c.w::<S>(op.d, r);
         }
         c.lazy = l;
-        return Step::Next;
+        return next(c, op);
     }
     alu_rm_slow::<K, S>(c, op)
 }
@@ -190,7 +190,7 @@ pub(crate) fn alu_mr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
             unsafe { store(p, S as usize, r) };
         }
         c.lazy = l;
-        return Step::Next;
+        return next(c, op);
     }
     alu_mr_slow::<K, S>(c, op)
 }
@@ -226,7 +226,7 @@ pub(crate) fn alu_mi<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
             unsafe { store(p, S as usize, r) };
         }
         c.lazy = l;
-        return Step::Next;
+        return next(c, op);
     }
     alu_mi_slow::<K, S>(c, op)
 }
@@ -253,13 +253,13 @@ pub(crate) fn cmp_jcc<const K: u8, const S: u8, const C: u8, const RI: bool>(c: 
     c.lazy = l;
     if c.cond(condition(C)) {
         c.rip = op.disp;
-        return Step::Branch;
+        return leave(c, op, Step::Branch);
     }
-    Step::Skip
+    skip(c, op)
 }
 
 pub(crate) fn mov_rr<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let v = c.r::<S>(op.s);
         c.w::<S>(op.d, v);
         Ok(Next)
@@ -267,7 +267,7 @@ pub(crate) fn mov_rr<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn mov_ri<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         c.w::<S>(op.d, op.imm);
         Ok(Next)
     })
@@ -278,7 +278,7 @@ pub(crate) fn mov_rm<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
         // SAFETY: `read_ptr` gives S readable bytes.
         let v = unsafe { load(p, S as usize) };
         c.w::<S>(op.d, v);
-        return Step::Next;
+        return next(c, op);
     }
     mov_rm_slow::<S>(c, op)
 }
@@ -296,7 +296,7 @@ pub(crate) fn mov_mr<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     if let Some(p) = c.write_ptr(c.op_lin(op), S as usize) {
         // SAFETY: `write_ptr` gives S writable bytes.
         unsafe { store(p, S as usize, c.r::<S>(op.s)) };
-        return Step::Next;
+        return next(c, op);
     }
     mov_mr_slow::<S>(c, op)
 }
@@ -315,7 +315,7 @@ pub(crate) fn mov_mi<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     if let Some(p) = c.write_ptr(c.op_lin(op), S as usize) {
         // SAFETY: `write_ptr` gives S writable bytes.
         unsafe { store(p, S as usize, op.imm) };
-        return Step::Next;
+        return next(c, op);
     }
     mov_mi_slow::<S>(c, op)
 }
@@ -342,7 +342,7 @@ fn widen<const SIGN: bool, const SS: u8, const DS: u8>(v: u64) -> u64 {
 }
 
 pub(crate) fn movx_rr<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let v = widen::<SIGN, SS, DS>(c.r::<SS>(op.s));
         c.w::<DS>(op.d, v);
         Ok(Next)
@@ -354,7 +354,7 @@ pub(crate) fn movx_rm<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu,
         // SAFETY: `read_ptr` gives SS readable bytes.
         let v = widen::<SIGN, SS, DS>(unsafe { load(p, SS as usize) });
         c.w::<DS>(op.d, v);
-        return Step::Next;
+        return next(c, op);
     }
     movx_rm_slow::<SIGN, SS, DS>(c, op)
 }
@@ -369,7 +369,7 @@ fn movx_rm_slow<const SIGN: bool, const SS: u8, const DS: u8>(c: &mut Cpu, op: &
 }
 
 pub(crate) fn lea<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let ea = c.op_ea(op);
         c.w::<S>(op.d, ea);
         Ok(Next)
@@ -386,7 +386,7 @@ fn incdec<const INC: bool, const S: u8>(c: &Cpu, a: u64) -> (u64, Lazy) {
 }
 
 pub(crate) fn incdec_r<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let (r, l) = incdec::<INC, S>(c, c.r::<S>(op.d));
         c.w::<S>(op.d, r);
         c.lazy = l;
@@ -406,7 +406,7 @@ pub(crate) fn incdec_m<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> St
 }
 
 pub(crate) fn neg_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let (r, l) = alu::<SUB, S>(c, 0, c.r::<S>(op.d));
         c.w::<S>(op.d, r);
         c.lazy = l;
@@ -415,7 +415,7 @@ pub(crate) fn neg_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn not_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let v = !c.r::<S>(op.d) & mask(S);
         c.w::<S>(op.d, v);
         Ok(Next)
@@ -424,7 +424,7 @@ pub(crate) fn not_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 
 /// Shift or rotate `K` of a register by an immediate count, or by CL when `op.s` is set.
 pub(crate) fn shift_r<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let count = if op.s == 1 { c.regs[1] } else { op.imm };
         let a = c.r::<S>(op.d);
         let m = match K {
@@ -458,7 +458,7 @@ fn imul<const S: u8>(c: &mut Cpu, d: u8, a: u64, b: u64) {
 
 /// IMUL r, r (THREE: r, r, imm).
 pub(crate) fn imul_r<const THREE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let (a, b) = if THREE { (c.r::<S>(op.s), op.imm) } else { (c.r::<S>(op.d), c.r::<S>(op.s)) };
         imul::<S>(c, op.d, a, b);
         Ok(Next)
@@ -476,7 +476,7 @@ pub(crate) fn imul_m<const THREE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> St
 }
 
 pub(crate) fn setcc_r<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let v = c.cond(condition(C)) as u64;
         c.w::<1>(op.d, v);
         Ok(Next)
@@ -493,7 +493,7 @@ pub(crate) fn setcc_m<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn cmov_r<const C: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         let v = if c.cond(condition(C)) { c.r::<S>(op.s) } else { c.r::<S>(op.d) };
         c.w::<S>(op.d, v);
         Ok(Next)

@@ -4,14 +4,14 @@
 //! Branch targets were computed at decode time; a handler that faults leaves RIP and the
 //! stack as they were.
 
-use crate::block::{step, step_mem, Op, Step};
+use crate::block::{leave, next, step, step_mem, Op, Step};
 use crate::cpu::Cpu;
 use crate::exec::Flow::{Branch, Next};
 use crate::fast_alu::condition;
 use crate::flags::mask;
 
 pub(crate) fn jcc<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         if c.cond(condition(C)) {
             c.rip = op.imm;
             return Ok(Branch);
@@ -21,14 +21,14 @@ pub(crate) fn jcc<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
 }
 
 pub(crate) fn jmp_rel(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         c.rip = op.imm;
         Ok(Branch)
     })
 }
 
 pub(crate) fn jmp_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step(c, |c| {
+    step(c, op, |c| {
         c.rip = c.regs[op.d as usize & 15] & mask(S);
         Ok(Branch)
     })
@@ -45,7 +45,7 @@ pub(crate) fn jmp_m<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 pub(crate) fn call_rel<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     if c.push_fast(S as usize, op.next) {
         c.rip = op.imm;
-        return Step::Branch;
+        return leave(c, op, Step::Branch);
     }
     call_rel_slow::<S>(c, op)
 }
@@ -62,7 +62,7 @@ fn call_rel_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 /// A CALL whose target the block goes on with: only the return address is pushed.
 pub(crate) fn call_on<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     if c.push_fast(S as usize, op.next) {
-        return Step::Next;
+        return next(c, op);
     }
     call_on_slow::<S>(c, op)
 }
@@ -70,7 +70,7 @@ pub(crate) fn call_on<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 #[inline(never)]
 fn call_on_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     let gen = c.icache_gen;
-    step(c, |c| {
+    step(c, op, |c| {
         c.push(S as usize, op.next)?;
         if c.icache_gen != gen {
             // The push changed code or translations: end the block at the target.
@@ -105,7 +105,7 @@ pub(crate) fn ret<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     if op.imm == 0 {
         if let Some(t) = c.pop_fast(S as usize) {
             c.rip = t;
-            return Step::Branch;
+            return leave(c, op, Step::Branch);
         }
     }
     ret_slow::<S>(c, op)
@@ -127,7 +127,7 @@ fn ret_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 
 pub(crate) fn push_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     if c.push_fast(S as usize, c.regs[op.d as usize & 15] & mask(S)) {
-        return Step::Next;
+        return next(c, op);
     }
     push_r_slow::<S>(c, op)
 }
@@ -143,7 +143,7 @@ fn push_r_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 
 pub(crate) fn push_i<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     if c.push_fast(S as usize, op.imm) {
-        return Step::Next;
+        return next(c, op);
     }
     push_i_slow::<S>(c, op)
 }
@@ -159,7 +159,7 @@ fn push_i_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 pub(crate) fn pop_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     if let Some(v) = c.pop_fast(S as usize) {
         c.set_reg(op.d as usize & 15, S, v);
-        return Step::Next;
+        return next(c, op);
     }
     pop_r_slow::<S>(c, op)
 }
@@ -173,6 +173,6 @@ fn pop_r_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     })
 }
 
-pub(crate) fn nop(_c: &mut Cpu, _op: &Op) -> Step {
-    Step::Next
+pub(crate) fn nop(c: &mut Cpu, op: &Op) -> Step {
+    next(c, op)
 }

@@ -218,7 +218,7 @@ impl InterpVcpu {
                 let shadowed = std::mem::take(&mut c.inhibit_irq);
                 let max = if shadowed { 1 } else { left };
                 let (n, r) = match c.find_block() {
-                    Ok(Some(b)) => c.run_blocks(b, max),
+                    Ok(Some(b)) => c.run_blocks(b, max, shadowed || limit.is_some()),
                     Ok(None) => (1, c.step_uncached()),
                     Err(f) => {
                         c.cur_ip = c.rip;
