@@ -46,12 +46,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Instructions run between two checks for interrupts, timers and stop requests.
-const BLOCK: u64 = 512;
+const BLOCK: u64 = 2048;
 
 /// Batches of `BLOCK` instructions in one slice, at most: code written behind the CPU's back
 /// (device DMA, other vCPUs) is seen in the next slice (`Cpu::new_slice`). Interrupts and
 /// device I/O start a new slice at once.
-const SLICE_BLOCKS: u64 = 64;
+const SLICE_BLOCKS: u64 = 16;
 
 /// Wakes a vCPU: a stop request, or a reason to leave HLT.
 #[derive(Default)]
