@@ -193,7 +193,7 @@ pub struct Cpu {
     /// The vCPU index (APIC ID).
     pub id: u32,
     pub(crate) phys: PhysMem,
-    tlb: Box<[TlbEntry; TLB_SIZE]>,
+    tlb: [TlbEntry; TLB_SIZE],
     pub(crate) io: Option<*const (dyn IoHandler + 'static)>,
     pub(crate) apic: Option<Arc<irqchip::LocalApic>>,
     /// RIP of the instruction being executed (faults restart it).
@@ -253,7 +253,7 @@ impl Cpu {
             inhibit_irq: false,
             id,
             phys,
-            tlb: Box::new([EMPTY; TLB_SIZE]),
+            tlb: [EMPTY; TLB_SIZE],
             io: None,
             apic: None,
             cur_ip: 0,
