@@ -16,10 +16,10 @@ scripts/install-deps.sh
 cargo build --release -p chr-vmm >&2
 guest=$(images/test-guest/build.sh)
 if [ $host = 1 ]; then
-  exec target/release/chr-vmm bench boot --runs "$runs" --qemu "$(command -v qemu-system-x86_64)" "$guest/guest.img"
+  exec "${CARGO_TARGET_DIR:-target}"/release/chr-vmm bench boot --runs "$runs" --qemu "$(command -v qemu-system-x86_64)" "$guest/guest.img"
 fi
 payload=$(mktemp -d /tmp/chr-vmm-bench.XXXXXX); trap 'rm -rf "$payload"' EXIT
-cp target/release/chr-vmm "$guest/guest.img" "$payload/"
+cp "${CARGO_TARGET_DIR:-target}"/release/chr-vmm "$guest/guest.img" "$payload/"
 mkdir -p "$payload/qemu-data"
 cp /usr/share/seabios/bios-256k.bin "$payload/"
 cp /usr/share/seabios/bios-256k.bin /usr/share/qemu/kvmvapic.bin /usr/share/qemu/linuxboot_dma.bin "$payload/qemu-data/"

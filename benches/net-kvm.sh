@@ -23,11 +23,11 @@ cargo build --release -p chr-vmm >&2
 guest=$(images/test-guest/build.sh)
 qemu=$(command -v qemu-system-x86_64)
 if [ $host = 1 ]; then
-  exec target/release/chr-vmm bench net "${backend[@]}" --mib "$mib" --repeat "$repeat" --requests "$requests" \
+  exec "${CARGO_TARGET_DIR:-target}"/release/chr-vmm bench net "${backend[@]}" --mib "$mib" --repeat "$repeat" --requests "$requests" \
     --qemu "$qemu" "$guest/guest.img"
 fi
 payload=$(mktemp -d /tmp/chr-vmm-bench.XXXXXX); trap 'rm -rf "$payload"' EXIT
-cp target/release/chr-vmm "$guest/guest.img" /usr/share/seabios/bios-256k.bin "$payload/"
+cp "${CARGO_TARGET_DIR:-target}"/release/chr-vmm "$guest/guest.img" /usr/share/seabios/bios-256k.bin "$payload/"
 mkdir -p "$payload/qemu-data"
 cp /usr/share/seabios/bios-256k.bin /usr/share/qemu/kvmvapic.bin /usr/share/qemu/linuxboot_dma.bin "$payload/qemu-data/"
 # L1's kernel is the harness's; its tun module lets both VMMs create a tap there.

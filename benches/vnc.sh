@@ -77,7 +77,7 @@ wait_prompt() { # wait_prompt FILE PID
 }
 
 echo "chr-vmm --accel interp: booting to boot:" >&2
-target/release/chr-vmm run --accel interp --snapshot --serial "file:$work/ours.serial" \
+"${CARGO_TARGET_DIR:-target}"/release/chr-vmm run --accel interp --snapshot --serial "file:$work/ours.serial" \
   --vnc "127.0.0.1:$port_ours" "$work/prompt.img" 2> "$work/ours.log" &
 pids+=($!); ours=$!
 wait_prompt "$work/ours.serial" "$ours"

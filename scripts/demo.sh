@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo build --release -p chr-vmm >&2
 guest=$(images/test-guest/build.sh)
-vmm=target/release/chr-vmm
+vmm="${CARGO_TARGET_DIR:-target}/release/chr-vmm"
 # `--accel auto` picks KVM where it can run the guest and the x86 interpreter elsewhere; the
 # interpreter boots the same guest, only slower. --snapshot keeps the cached test guest pristine.
 if [ "$($vmm accel 2>/dev/null)" != kvm ]; then
