@@ -12,10 +12,12 @@ use machine::bus::{BusDevice, SharedDevice};
 use machine::i8042::I8042;
 use machine::pci::{reg, BarKind, PciConfig, PciDevice, PciId};
 
+mod keepalive;
 pub mod keymap;
 mod render;
 pub mod rfb;
 mod screen;
+mod slots;
 pub mod vga;
 mod zrle;
 

@@ -5,26 +5,36 @@
 //! Each client has a reader thread (its messages) and a writer thread (its updates). The
 //! writer sends only when its client asked, only what changed, and a client that stops reading
 //! is dropped when a write times out; nothing a client does reaches the vCPU beyond keys.
+//!
+//! A new viewer always gets in: when all [`MAX_CLIENTS`] places are taken, the one heard from
+//! least recently is disconnected to make room (see `slots`). A viewer whose machine vanished
+//! is dropped by TCP keepalive within about a minute; an idle viewer that is still there stays
+//! until its place is needed.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use des::cipher::{BlockEncrypt, KeyInit};
 
+use crate::keepalive::keep_alive;
 use crate::keymap::{is_shift, keysym_to_key, needs_shift, scancodes, Key, LEFT_SHIFT};
 use crate::screen::{Display, Rect, FRAME_INTERVAL};
+use crate::slots::{Handshake, Seat, Slots};
 use crate::zrle::Zrle;
 
 /// Where key presses go: set-1 scancodes, e.g. into `I8042::queue_scancodes`.
 pub type KeySink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
-/// Most clients served at once.
+/// Most clients served at once; one more makes the longest-idle one leave.
 pub const MAX_CLIENTS: usize = 16;
+/// Most connections in the handshake at once; past this, new connections are refused.
+pub const MAX_HANDSHAKES: usize = 16;
 /// Longest client cut text accepted (it is read and discarded).
 pub const MAX_CUT_TEXT: u32 = 1 << 20;
+/// The whole handshake, up to the ClientInit, however slowly the client trickles it.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Past this many rectangles an update becomes one bounding rectangle.
@@ -99,7 +109,7 @@ pub fn start_vnc(
         }
         Arc::new(p.into_bytes())
     });
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Slots::new(MAX_CLIENTS, MAX_HANDSHAKES);
     std::thread::Builder::new()
         .name("vnc-accept".into())
         .spawn(move || {
@@ -109,20 +119,20 @@ pub fn start_vnc(
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 };
-                if active.load(Ordering::Acquire) >= MAX_CLIENTS {
-                    log::warn!("VNC: too many clients, refusing one");
+                let Some(handshake) = slots.begin_handshake() else {
+                    log::warn!(
+                        "VNC: {MAX_HANDSHAKES} connections are already in the handshake; refusing one more"
+                    );
                     continue;
-                }
-                active.fetch_add(1, Ordering::AcqRel);
-                let (display, keys, password, active) =
-                    (display.clone(), keys.clone(), password.clone(), active.clone());
+                };
+                let (display, keys, password) = (display.clone(), keys.clone(), password.clone());
+                // If the thread cannot start, the closure and its handshake allowance are dropped.
                 let spawned = std::thread::Builder::new().name("vnc-client".into()).spawn(move || {
                     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                    match serve(stream, &display, &keys, password.as_deref().map(|p| &p[..])) {
+                    match serve(stream, handshake, &display, &keys, password.as_deref().map(|p| &p[..])) {
                         Ok(()) => log::info!("VNC: {peer} left"),
                         Err(e) => log::info!("VNC: {peer} dropped: {e}"),
                     }
-                    active.fetch_sub(1, Ordering::AcqRel);
                 });
                 if spawned.is_err() {
                     log::warn!("VNC: cannot start a client thread");
@@ -251,26 +261,75 @@ fn io_err(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
 }
 
+/// A stream whose reads must all be done by `until`: a client that trickles its handshake a
+/// byte at a time still gets [`HANDSHAKE_TIMEOUT`] in all, not that much per byte.
+struct Until<'a> {
+    s: &'a TcpStream,
+    until: Instant,
+}
+
+impl Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let too_slow = || {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no complete handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+            )
+        };
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(too_slow());
+        }
+        self.s.set_read_timeout(Some(left))?;
+        let mut s = self.s;
+        s.read(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => too_slow(),
+            _ => e,
+        })
+    }
+}
+
+impl Write for Until<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut s = self.s;
+        s.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut s = self.s;
+        s.flush()
+    }
+}
+
 fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
+    handshake_allowance: Handshake,
     display: &Display,
     keys: &KeySink,
     password: Option<&[u8]>,
 ) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     stream.set_nodelay(true)?;
-    handshake(&mut stream, password)?;
+    // A viewer that vanishes without a word (no FIN, no RST) must not keep its place for good.
+    keep_alive(&stream)?;
+    let mut timed = Until { s: &stream, until: Instant::now() + HANDSHAKE_TIMEOUT };
+    handshake(&mut timed, password)?;
     // ClientInit (the shared flag: every client shares the display anyway).
     let mut shared = [0u8; 1];
-    stream.read_exact(&mut shared)?;
+    timed.read_exact(&mut shared)?;
+    let seat = handshake_allowance.seat(&stream)?;
     display.add_viewer();
-    let result = serve_session(stream, display, keys);
+    let result = serve_session(stream, &seat, display, keys);
     display.remove_viewer();
     result
 }
 
-fn serve_session(mut stream: TcpStream, display: &Display, keys: &KeySink) -> std::io::Result<()> {
+fn serve_session(
+    mut stream: TcpStream,
+    seat: &Seat,
+    display: &Display,
+    keys: &KeySink,
+) -> std::io::Result<()> {
     let (w, h) = {
         // The renderer sleeps while nobody watches, so the last frame may be stale: the
         // ServerInit must carry the size of the picture as it is now.
@@ -302,7 +361,7 @@ fn serve_session(mut stream: TcpStream, display: &Display, keys: &KeySink) -> st
         })?
     };
     let mut held: Vec<Key> = Vec::new();
-    let result = read_loop(&mut stream, &client, display, keys, &mut held);
+    let result = read_loop(&mut stream, seat, &client, display, keys, &mut held);
     // Release whatever the client still held down, so the guest sees no stuck keys.
     for key in held.into_iter().rev() {
         let (b, n) = scancodes(key, false);
@@ -315,7 +374,7 @@ fn serve_session(mut stream: TcpStream, display: &Display, keys: &KeySink) -> st
     result
 }
 
-fn handshake(s: &mut TcpStream, password: Option<&[u8]>) -> std::io::Result<()> {
+fn handshake(s: &mut (impl Read + Write), password: Option<&[u8]>) -> std::io::Result<()> {
     s.write_all(b"RFB 003.008\n")?;
     let mut v = [0u8; 12];
     s.read_exact(&mut v)?;
@@ -399,6 +458,7 @@ pub fn vnc_auth_response(password: &[u8], challenge: &[u8; 16]) -> [u8; 16] {
 
 fn read_loop(
     s: &mut TcpStream,
+    seat: &Seat,
     client: &Client,
     display: &Display,
     keys: &KeySink,
@@ -409,6 +469,7 @@ fn read_loop(
         if s.read(&mut t)? == 0 {
             return Ok(());
         }
+        seat.heard();
         match t[0] {
             0 => {
                 let mut b = [0u8; 19];
