@@ -12,6 +12,10 @@
 //! behind the CPU's back (device DMA, other vCPUs) is decoded again. A direct-mapped jump cache finds the block for a RIP without a page walk
 //! or a map lookup; it and the blocks' successor links are valid for one `icache_gen`, which
 //! changes whenever translations or decoded code are dropped.
+//!
+//! A block runs threaded: its ops are followed by an end op, and each handler that falls
+//! through tail-calls the next op's handler ([`next`]), so the run loop sees the block again
+//! only when it is left ([`leave`]) by a taken branch, a fault or the end op.
 
 use crate::cpu::{Cpu, CS, R};
 use crate::exec::Flow;
