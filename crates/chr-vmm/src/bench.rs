@@ -155,7 +155,7 @@ pub fn boot(args: BenchBootArgs) -> Result<u8, VmError> {
     std::fs::create_dir_all(&dir)?;
     let fifo = dir.join("debugcon");
     let exe = std::env::current_exe()?;
-    let guest_ram = args.memory;
+    let guest_ram = args.common.memory;
     let mem_arg = format!("{}M", guest_ram >> 20);
     let accel = if args.interp { "interp" } else { "kvm" };
     let mut rows: Vec<(String, BootFigures)> = Vec::new();
@@ -174,15 +174,15 @@ pub fn boot(args: BenchBootArgs) -> Result<u8, VmError> {
             "--firmware-log",
         ])
         .arg(&fifo);
-        if let Some(fw) = &args.firmware {
+        if let Some(fw) = &args.common.firmware {
             ours.arg("--firmware").arg(fw);
         }
-        ours.arg(&args.disk);
+        ours.arg(&args.common.disk);
         rows.push((
             format!("chr-vmm ({accel}) #{}", run + 1),
-            time_boot(ours, &fifo, guest_ram, args.timeout())?,
+            time_boot(ours, &fifo, guest_ram, args.common.timeout())?,
         ));
-        if let Some(qemu) = &args.qemu {
+        if let Some(qemu) = &args.common.qemu {
             mkfifo(&fifo)?;
             let mut q = Command::new(qemu);
             q.args([
@@ -197,16 +197,16 @@ pub fn boot(args: BenchBootArgs) -> Result<u8, VmError> {
             .arg("-debugcon")
             .arg(format!("file:{}", fifo.display()))
             .arg("-drive")
-            .arg(format!("file={},if=virtio,snapshot=on", args.disk.display()));
-            if let Some(fw) = &args.firmware {
+            .arg(format!("file={},if=virtio,snapshot=on", args.common.disk.display()));
+            if let Some(fw) = &args.common.firmware {
                 q.arg("-bios").arg(fw);
             }
-            if let Some(data) = &args.qemu_data {
+            if let Some(data) = &args.common.qemu_data {
                 q.arg("-L").arg(data);
             }
             rows.push((
                 format!("qemu ({}) #{}", if args.interp { "tcg" } else { "kvm" }, run + 1),
-                time_boot(q, &fifo, guest_ram, args.timeout())?,
+                time_boot(q, &fifo, guest_ram, args.common.timeout())?,
             ));
         }
     }

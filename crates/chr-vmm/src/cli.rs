@@ -44,18 +44,14 @@ pub enum BenchCommand {
     Net(crate::bench_net::BenchNetArgs),
 }
 
-/// `chr-vmm bench boot` options.
+/// Options every benchmark shares: the disk, what to compare with, the firmware, guest RAM and
+/// the boot timeout.
 #[derive(Debug, clap::Args)]
-pub struct BenchBootArgs {
-    /// The disk to boot (it is never written: both VMMs run it as a snapshot).
+pub struct BenchCommon {
+    /// The disk to boot (the test guest's guest.img for `bench net`); both VMMs run it as a
+    /// snapshot, so it is never written.
     pub disk: PathBuf,
-    /// Boots per VMM.
-    #[arg(long, default_value_t = 1)]
-    pub runs: u32,
-    /// Guest RAM.
-    #[arg(short, long, default_value = "256M", value_parser = parse_size)]
-    pub memory: u64,
-    /// Also boot the disk with this qemu-system-x86_64, for comparison.
+    /// Also run this qemu-system-x86_64 on the same disk, for comparison.
     #[arg(long)]
     pub qemu: Option<PathBuf>,
     /// QEMU's data directory (-L), when its firmware is not installed where it looks.
@@ -64,19 +60,32 @@ pub struct BenchBootArgs {
     /// SeaBIOS image for both VMMs.
     #[arg(long)]
     pub firmware: Option<PathBuf>,
-    /// Use the interpreter (and QEMU's TCG) instead of KVM.
-    #[arg(long)]
-    pub interp: bool,
+    /// Guest RAM.
+    #[arg(short, long, default_value = "256M", value_parser = parse_size)]
+    pub memory: u64,
     /// Give up on a boot after this many seconds.
     #[arg(long, default_value_t = 180)]
     pub timeout_secs: u64,
 }
 
-impl BenchBootArgs {
+impl BenchCommon {
     /// The per-boot timeout.
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.timeout_secs)
     }
+}
+
+/// `chr-vmm bench boot` options.
+#[derive(Debug, clap::Args)]
+pub struct BenchBootArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+    /// Boots per VMM.
+    #[arg(long, default_value_t = 1)]
+    pub runs: u32,
+    /// Use the interpreter (and QEMU's TCG) instead of KVM.
+    #[arg(long)]
+    pub interp: bool,
 }
 
 /// Which CPU accelerator runs the guest.

@@ -30,18 +30,8 @@ use launch::{
 /// `chr-vmm bench net` options.
 #[derive(Debug, clap::Args)]
 pub struct BenchNetArgs {
-    /// The test guest's disk (images/test-guest/build.sh prints its directory; guest.img). Both
-    /// VMMs run it as a snapshot.
-    pub disk: PathBuf,
-    /// Also measure this qemu-system-x86_64 (-accel kvm, virtio-net-pci), for comparison.
-    #[arg(long)]
-    pub qemu: Option<PathBuf>,
-    /// QEMU's data directory (-L), when its firmware is not installed where it looks.
-    #[arg(long)]
-    pub qemu_data: Option<PathBuf>,
-    /// SeaBIOS image for both VMMs.
-    #[arg(long)]
-    pub firmware: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: crate::cli::BenchCommon,
     /// Backends to measure, comma-separated. Default: user, and tap when this process can
     /// create one (root and /dev/net/tun).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -55,15 +45,9 @@ pub struct BenchNetArgs {
     /// Echo round trips and HTTP requests timed for the latency columns.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub requests: u64,
-    /// Guest RAM.
-    #[arg(short, long, default_value = "256M", value_parser = crate::cli::parse_size)]
-    pub memory: u64,
     /// The tap interface to create (host 10.0.3.1/24, guest 10.0.3.2); it must not exist yet.
     #[arg(long, default_value = "chrbench0", value_parser = parse_ifname)]
     pub tap: String,
-    /// Give up on a boot after this many seconds.
-    #[arg(long, default_value_t = 180)]
-    pub timeout_secs: u64,
 }
 
 /// A network backend to measure.
@@ -324,8 +308,11 @@ impl Setup<'_> {
         let (mut cmd, path) = match vmm {
             Vmm::ChrVmm => (launch::chr_vmm_command(&self.exe, &self.machine, plan), self.exe.clone()),
             Vmm::Qemu => {
-                let qemu = self.args.qemu.clone().unwrap_or_default();
-                (launch::qemu_command(&qemu, self.args.qemu_data.as_deref(), &self.machine, plan), qemu)
+                let qemu = self.args.common.qemu.clone().unwrap_or_default();
+                (
+                    launch::qemu_command(&qemu, self.args.common.qemu_data.as_deref(), &self.machine, plan),
+                    qemu,
+                )
             }
         };
         let log = self.scratch.join(format!("{}.log", vmm.name()));
@@ -350,9 +337,9 @@ impl Setup<'_> {
         if let Some(tap) = &running.tap {
             launch::configure_tap_host(tap, Instant::now() + Duration::from_secs(30))?;
         }
-        if !console.wait_prompt(self.args.timeout()) {
+        if !console.wait_prompt(self.args.common.timeout()) {
             return Err(BenchNetError::NoPrompt {
-                secs: self.args.timeout_secs,
+                secs: self.args.common.timeout_secs,
                 exited: console.closed(),
                 console: console.tail(400),
                 log: running.log_tail(),
@@ -466,11 +453,6 @@ impl Setup<'_> {
 }
 
 impl BenchNetArgs {
-    /// The boot timeout.
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout_secs)
-    }
-
     /// The backends to measure; an explicit tap that cannot be made is an error, a default one
     /// is skipped with a note.
     fn backends(&self) -> Result<Vec<NetBackend>, BenchNetError> {
@@ -574,8 +556,8 @@ fn qemu_version(qemu: &Path) -> String {
 
 /// Runs the network benchmark and prints the table; exit status 1 if any row failed.
 pub fn run(args: BenchNetArgs) -> Result<u8, BenchNetError> {
-    if !args.disk.exists() {
-        return Err(BenchNetError::NoDisk(args.disk.clone()));
+    if !args.common.disk.exists() {
+        return Err(BenchNetError::NoDisk(args.common.disk.clone()));
     }
     let backends = args.backends()?;
     if backends.contains(&NetBackend::Tap) && launch::interface_exists(&args.tap) {
@@ -589,15 +571,15 @@ pub fn run(args: BenchNetArgs) -> Result<u8, BenchNetError> {
     let setup = Setup {
         args: &args,
         machine: Machine {
-            disk: args.disk.clone(),
-            memory_mib: args.memory >> 20,
-            firmware: args.firmware.clone(),
+            disk: args.common.disk.clone(),
+            memory_mib: args.common.memory >> 20,
+            firmware: args.common.firmware.clone(),
         },
         exe,
         scratch: scratch.clone(),
     };
     let mut vmms = vec![Vmm::ChrVmm];
-    if args.qemu.is_some() {
+    if args.common.qemu.is_some() {
         vmms.push(Vmm::Qemu);
     }
     let mut rows = Vec::new();
@@ -615,8 +597,8 @@ pub fn run(args: BenchNetArgs) -> Result<u8, BenchNetError> {
     println!(
         "chr-vmm {} vs {}; accelerator: KVM for both (chr-vmm --accel kvm, QEMU -accel kvm), 1 vCPU, {} MiB RAM, virtio-net",
         env!("CARGO_PKG_VERSION"),
-        args.qemu.as_deref().map_or_else(|| "no QEMU".into(), qemu_version),
-        args.memory >> 20
+        args.common.qemu.as_deref().map_or_else(|| "no QEMU".into(), qemu_version),
+        args.common.memory >> 20
     );
     println!(
         "throughput: median of {} transfers of {} MiB; latency: {} round trips of {} bytes on one connection, {} HTTP/1.0 GETs each on a new connection",
@@ -649,9 +631,9 @@ mod tests {
     #[test]
     fn arguments_and_defaults() {
         let a = parse(&["guest.img"]).unwrap();
-        assert_eq!((a.mib, a.repeat, a.requests, a.memory), (32, 3, 200, 256 << 20));
+        assert_eq!((a.mib, a.repeat, a.requests, a.common.memory), (32, 3, 200, 256 << 20));
         assert_eq!(a.tap, "chrbench0");
-        assert!(a.backend.is_empty() && a.qemu.is_none());
+        assert!(a.backend.is_empty() && a.common.qemu.is_none());
         let a = parse(&[
             "--backend",
             "tap,user",
@@ -666,7 +648,7 @@ mod tests {
         .unwrap();
         assert_eq!(a.backend, [NetBackend::Tap, NetBackend::User]);
         assert_eq!(a.mib, 8);
-        assert_eq!(a.qemu.as_deref(), Some(Path::new("/usr/bin/qemu")));
+        assert_eq!(a.common.qemu.as_deref(), Some(Path::new("/usr/bin/qemu")));
         assert!(parse(&["--backend", "vde", "g.img"]).is_err());
         assert!(parse(&["--mib", "0", "g.img"]).is_err());
         assert!(parse(&["--tap", "a-name-far-too-long", "g.img"]).is_err());
