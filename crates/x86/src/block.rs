@@ -187,8 +187,9 @@ pub(crate) struct Op {
     /// A plain near jump, call or return: the block may be linked to where it goes.
     pub(crate) link: bool,
     /// A CMP or TEST fused with the conditional jump in the next op: it does both (the
-    /// jump's target is in `disp`), returning `Skip` when the jump falls through. The jump's
-    /// op stays, for budgets that end between the two.
+    /// jump's target is in `disp`), going on past the jump's op ([`skip`]) when the jump
+    /// falls through. The jump's op stays, for exact budgets that end between the two (run
+    /// outside the cache).
     pub(crate) fused: bool,
     /// The instruction's length in bytes.
     pub(crate) len: u8,
