@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Rig;
+use common::{is_closed, Rig};
 use display::rfb::{MAX_CLIENTS, MAX_HANDSHAKES};
 use display::{start_vnc, KeySink};
 
@@ -60,18 +60,6 @@ fn full_update(s: &mut TcpStream) {
     assert_eq!(read(s, 4), [0, 0, 0, 1], "a FramebufferUpdate of one rectangle");
     assert_eq!(read(s, 12), [0, 0, 0, 0, 0x02, 0xd0, 0x01, 0x90, 0, 0, 0, 0], "720x400 Raw");
     read(s, 720 * 400 * 4);
-}
-
-/// Whether the server closed `s` (within its read timeout).
-fn is_closed(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 64];
-    loop {
-        match s.read(&mut b) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => return e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut,
-        }
-    }
 }
 
 /// Whether `s` is still open: nothing arrives, and no end, for a moment.

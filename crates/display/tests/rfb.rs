@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Rig, GLYPH};
+use common::{is_closed, Rig, GLYPH};
 use display::rfb::vnc_auth_response;
 use display::{start_vnc, KeySink};
 use machine::pci::PciDevice;
@@ -223,19 +223,6 @@ fn handshake_33_with_vnc_authentication() {
     assert_eq!(c.read(n), b"authentication failed");
     let mut rest = Vec::new();
     assert_eq!(c.s.read_to_end(&mut rest).unwrap_or(0), 0);
-}
-
-fn is_closed(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 64];
-    loop {
-        match s.read(&mut b) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => {
-                return e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut
-            }
-        }
-    }
 }
 
 #[test]

@@ -85,3 +85,18 @@ impl Rig {
         self.pio.write(0x1cf, &value.to_le_bytes());
     }
 }
+
+/// Whether the server closed `s`: end of file, or an error other than the read timeout running
+/// out (reads until one of those).
+#[allow(dead_code)] // not every test file that includes this module uses it
+pub fn is_closed(s: &mut std::net::TcpStream) -> bool {
+    use std::io::{ErrorKind, Read};
+    let mut b = [0u8; 64];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut,
+        }
+    }
+}
