@@ -14,19 +14,33 @@ pub struct RawImage {
     read_only: bool,
 }
 
+/// How long a lock held by someone else is waited for before the image counts as in use.
+///
+/// A lock belongs to the open file, and a process that forks (to start a helper) lends a copy of
+/// every descriptor to its child until the child's exec closes it. A disk closed and opened
+/// again at once (a guest reset, a test) can thus find its own lock still held for a moment;
+/// another VMM holding the image keeps it far longer than this.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Takes an advisory lock on `file` (shared for readers, exclusive for writers), like QEMU.
 pub(crate) fn lock_file(file: &File, path: &Path, exclusive: bool) -> Result<(), DiskError> {
     let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
-    // SAFETY: flock on a file descriptor we own; it touches no memory.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-    if rc != 0 {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a file descriptor we own; it touches no memory.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(());
+        }
         let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(DiskError::Io(err));
+        }
+        if std::time::Instant::now() >= deadline {
             return Err(DiskError::Locked(path.to_path_buf()));
         }
-        return Err(DiskError::Io(err));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Ok(())
 }
 
 impl RawImage {
