@@ -329,29 +329,7 @@ pub(crate) fn fuse(prev_ins: &Instruction, jcc: &Instruction, bitness: u32, prev
         M::Test => true,
         _ => return,
     };
-    let is_jcc = matches!(
-        jcc.mnemonic(),
-        M::Jo
-            | M::Jno
-            | M::Jb
-            | M::Jae
-            | M::Je
-            | M::Jne
-            | M::Jbe
-            | M::Ja
-            | M::Js
-            | M::Jns
-            | M::Jp
-            | M::Jnp
-            | M::Jl
-            | M::Jge
-            | M::Jle
-            | M::Jg
-    );
-    if !is_jcc
-        || prev_ins.op_count() != 2
-        || !matches!(jcc.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64)
-    {
+    if !jcc.is_jcc_short_or_near() || prev_ins.op_count() != 2 {
         return;
     }
     let Some(c) = cc(jcc) else { return };
@@ -430,11 +408,11 @@ fn pick(ins: &Instruction, bitness: u32, op: &mut Op) -> Option<(Handler, bool)>
                 }
                 (O::M(s0), O::R(s, s1)) if s0 == s1 => {
                     op.s = s;
-                    with_alu!(k, K => with_size!(s0, S => alu_mr::<K, S>))
+                    with_alu!(k, K => with_size!(s0, S => alu_m::<K, S, false>))
                 }
                 (O::M(s0), O::I(v)) => {
                     op.imm = v;
-                    with_alu!(k, K => with_size!(s0, S => alu_mi::<K, S>))
+                    with_alu!(k, K => with_size!(s0, S => alu_m::<K, S, true>))
                 }
                 _ => return None,
             }
@@ -654,25 +632,7 @@ fn pick(ins: &Instruction, bitness: u32, op: &mut Op) -> Option<(Handler, bool)>
                 _ => return None,
             }
         }
-        M::Jo
-        | M::Jno
-        | M::Jb
-        | M::Jae
-        | M::Je
-        | M::Jne
-        | M::Jbe
-        | M::Ja
-        | M::Js
-        | M::Jns
-        | M::Jp
-        | M::Jnp
-        | M::Jl
-        | M::Jge
-        | M::Jle
-        | M::Jg => {
-            if !matches!(ins.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64) {
-                return None;
-            }
+        _ if ins.is_jcc_short_or_near() => {
             let c = cc(ins)?;
             op.imm = ins.near_branch_target();
             return Some((with_cc!(c, C => jcc::<C>), true));

@@ -173,7 +173,8 @@ fn alu_rm_slow<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     })
 }
 
-pub(crate) fn alu_mr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+/// ALU operation `K` on a memory destination with a register source (or an immediate: `MI`).
+pub(crate) fn alu_m<const K: u8, const S: u8, const MI: bool>(c: &mut Cpu, op: &Op) -> Step {
     let lin = c.op_lin(op);
     let p = if writes(K) {
         c.write_ptr(lin, S as usize)
@@ -184,7 +185,7 @@ pub(crate) fn alu_mr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
         // SAFETY: `write_ptr` gives S writable (and readable) bytes, `read_ptr` S readable
         // bytes (and nothing is written then).
         let a = unsafe { load(p, S as usize) };
-        let (r, l) = alu::<K, S>(c, a, c.r::<S>(op.s));
+        let (r, l) = alu::<K, S>(c, a, source::<S, MI>(c, op));
         if writes(K) {
             // SAFETY: as above.
             unsafe { store(p, S as usize, r) };
@@ -192,15 +193,15 @@ pub(crate) fn alu_mr<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
         c.lazy = l;
         return next(c, op);
     }
-    alu_mr_slow::<K, S>(c, op)
+    alu_m_slow::<K, S, MI>(c, op)
 }
 
 #[inline(never)]
-fn alu_mr_slow<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+fn alu_m_slow<const K: u8, const S: u8, const MI: bool>(c: &mut Cpu, op: &Op) -> Step {
     step_mem(c, op, |c| {
         let lin = c.op_lin(op);
         let a = c.lin_read(lin, S as usize)?;
-        let (r, l) = alu::<K, S>(c, a, c.r::<S>(op.s));
+        let (r, l) = alu::<K, S>(c, a, source::<S, MI>(c, op));
         if writes(K) {
             c.lin_write(lin, S as usize, r)?;
         }
@@ -209,47 +210,20 @@ fn alu_mr_slow<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     })
 }
 
-pub(crate) fn alu_mi<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    let lin = c.op_lin(op);
-    let p = if writes(K) {
-        c.write_ptr(lin, S as usize)
+/// The second operand: the immediate when `IMM`, else register `op.s`.
+#[inline(always)]
+fn source<const S: u8, const IMM: bool>(c: &Cpu, op: &Op) -> u64 {
+    if IMM {
+        op.imm
     } else {
-        c.read_ptr(lin, S as usize).map(|p| p as *mut u8)
-    };
-    if let Some(p) = p {
-        // SAFETY: `write_ptr` gives S writable (and readable) bytes, `read_ptr` S readable
-        // bytes (and nothing is written then).
-        let a = unsafe { load(p, S as usize) };
-        let (r, l) = alu::<K, S>(c, a, op.imm);
-        if writes(K) {
-            // SAFETY: as above.
-            unsafe { store(p, S as usize, r) };
-        }
-        c.lazy = l;
-        return next(c, op);
+        c.r::<S>(op.s)
     }
-    alu_mi_slow::<K, S>(c, op)
-}
-
-#[inline(never)]
-fn alu_mi_slow<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
-    step_mem(c, op, |c| {
-        let lin = c.op_lin(op);
-        let a = c.lin_read(lin, S as usize)?;
-        let (r, l) = alu::<K, S>(c, a, op.imm);
-        if writes(K) {
-            c.lin_write(lin, S as usize, r)?;
-        }
-        c.lazy = l;
-        Ok(Next)
-    })
 }
 
 /// CMP or TEST (`K`) of a register with a register (or an immediate: `RI`) fused with the
 /// conditional jump (condition `C`) after it, to `op.disp`.
 pub(crate) fn cmp_jcc<const K: u8, const S: u8, const C: u8, const RI: bool>(c: &mut Cpu, op: &Op) -> Step {
-    let b = if RI { op.imm } else { c.r::<S>(op.s) };
-    let (_, l) = alu::<K, S>(c, c.r::<S>(op.d), b);
+    let (_, l) = alu::<K, S>(c, c.r::<S>(op.d), source::<S, RI>(c, op));
     c.lazy = l;
     if c.cond(condition(C)) {
         c.rip = op.disp;
