@@ -78,12 +78,59 @@ pub trait Backend: Send {
     fn set_guest_offloads(&mut self, _offloads: GuestOffloads) -> io::Result<()> {
         Ok(())
     }
+    /// Whether [`Backend::recv_scattered`] works, so that frames can be received straight into
+    /// the guest's buffers instead of through a copy.
+    fn can_scatter(&self) -> bool {
+        false
+    }
+    /// Like [`Backend::recv`], into the buffers of `into` in order: the header (when
+    /// [`Backend::vnet_hdr`]) and the frame, spread over them. A frame that does not fit with a
+    /// byte to spare is dropped by the backend, as by [`Backend::recv`]. Backends that cannot
+    /// ([`Backend::can_scatter`] false) fail with [`io::ErrorKind::Unsupported`].
+    fn recv_scattered(&mut self, _into: &Scatter<'_>) -> io::Result<Option<usize>> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// A descriptor that polls readable (level-triggered) while [`Backend::recv`] may have a frame
     /// or work to do. Calling [`Backend::recv`] until it returns `Ok(None)` makes it unreadable
     /// until something new arrives, so a caller that does so never spins.
     fn rx_fd(&self) -> RawFd;
     /// What the backend is, for log messages (e.g. `tap tap0`).
     fn describe(&self) -> String;
+}
+
+/// Writable memory for [`Backend::recv_scattered`], as raw buffers rather than `&mut [u8]`: it is
+/// guest memory, which the guest may change at any moment, so it is never borrowed as a Rust
+/// slice; only the kernel writes it (readv).
+pub struct Scatter<'a> {
+    iov: &'a [libc::iovec],
+    len: usize,
+}
+
+impl<'a> Scatter<'a> {
+    /// Buffers `iov`, in order.
+    ///
+    /// # Safety
+    /// Every element of `iov` must point at memory valid for writes of `iov_len` bytes for as
+    /// long as `'a`, and nothing may hold a Rust reference to that memory meanwhile.
+    pub unsafe fn new(iov: &'a [libc::iovec]) -> Self {
+        let len = iov.iter().map(|v| v.iov_len).fold(0usize, usize::saturating_add);
+        Self { iov, len }
+    }
+
+    /// The buffers.
+    pub fn iovecs(&self) -> &[libc::iovec] {
+        self.iov
+    }
+
+    /// Their total length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no room at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Why a backend could not be opened.

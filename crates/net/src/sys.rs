@@ -90,3 +90,21 @@ pub(crate) fn read_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<u
         }
     }
 }
+
+/// Reads from a non-blocking descriptor into `into`'s buffers in order (readv): `Ok(None)` when
+/// nothing waits.
+pub(crate) fn readv_nonblocking(fd: RawFd, into: &crate::Scatter<'_>) -> io::Result<Option<usize>> {
+    let iov = into.iovecs();
+    let count = libc::c_int::try_from(iov.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: `Scatter`'s contract makes every iovec valid for writes of its length for the
+        // duration of this call.
+        let n = unsafe { libc::readv(fd, iov.as_ptr(), count) };
+        match check_len(n) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -115,6 +115,25 @@ impl TapBackend {
     }
 }
 
+impl TapBackend {
+    /// Whether a read of `n` bytes into `room` bytes is a whole frame: one that fills the room
+    /// may have been cut, one too short for the header is not a frame. Others are counted.
+    fn keep(&mut self, n: usize, room: usize) -> bool {
+        if n < room && !(self.vnet_hdr && n < VNET_HDR_LEN) {
+            return true;
+        }
+        self.dropped += 1;
+        if self.dropped.is_power_of_two() {
+            log::warn!(
+                "tap {}: {} frames longer than the card takes (or shorter than a header) dropped",
+                self.ifname,
+                self.dropped
+            );
+        }
+        false
+    }
+}
+
 /// Whether the kernel's tun driver knows IFF_VNET_HDR (TUNGETFEATURES).
 fn supports_vnet_hdr(fd: &OwnedFd) -> bool {
     let mut features: libc::c_uint = 0;
@@ -161,20 +180,24 @@ impl Backend for TapBackend {
             let Some(n) = sys::read_nonblocking(self.fd.as_raw_fd(), buf)? else {
                 return Ok(None);
             };
-            // A read that fills the buffer may have cut the frame; one too short for the header
-            // is not a frame.
-            if n >= buf.len() || (self.vnet_hdr && n < VNET_HDR_LEN) {
-                self.dropped += 1;
-                if self.dropped.is_power_of_two() {
-                    log::warn!(
-                        "tap {}: {} frames longer than the card takes (or shorter than a header) dropped",
-                        self.ifname,
-                        self.dropped
-                    );
-                }
-                continue;
+            if self.keep(n, buf.len()) {
+                return Ok(Some(n));
             }
-            return Ok(Some(n));
+        }
+    }
+
+    fn can_scatter(&self) -> bool {
+        true
+    }
+
+    fn recv_scattered(&mut self, into: &crate::Scatter<'_>) -> io::Result<Option<usize>> {
+        loop {
+            let Some(n) = sys::readv_nonblocking(self.fd.as_raw_fd(), into)? else {
+                return Ok(None);
+            };
+            if self.keep(n, into.len()) {
+                return Ok(Some(n));
+            }
         }
     }
 

@@ -110,6 +110,8 @@ pub fn qemu_command(qemu: &Path, qemu_data: Option<&Path>, m: &Machine, plan: &N
     let mut c = Command::new(qemu);
     c.args(["-accel", "kvm", "-smp", "1", "-m", &format!("{}M", m.memory_mib)])
         .args(["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio"])
+        // Thread names, for the benchmark's CPU accounting.
+        .args(["-name", "bench,debug-threads=on"])
         .arg("-drive")
         .arg(format!("file={},if=virtio,snapshot=on", m.disk.display()))
         .arg("-netdev")

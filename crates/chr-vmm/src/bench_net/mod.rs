@@ -13,6 +13,7 @@
 //!   HTTP GETs of `/` from the guest's httpd, each on a new connection.
 
 mod console;
+mod cpu;
 mod launch;
 mod measure;
 
@@ -417,8 +418,11 @@ impl Setup<'_> {
         for _ in 0..self.args.repeat {
             let sink = format!("nc -l -p {GUEST_SINK_PORT} -e /tmp/bench-sink");
             console.run(&listen_cmd(&sink, GUEST_SINK_PORT), SETUP_TIMEOUT)?;
+            let pid = running.child.id();
+            let before = cpu::sample(pid);
             let t = measure::send_to_guest(plan.guest_addr(GUEST_SINK_PORT), bytes)?;
             fig.to_guest.push(measure::mib_per_s(bytes, t));
+            let to_guest_cpu = cpu::describe(&before, &cpu::sample(pid));
 
             let send = format!(
                 "dd if=/dev/zero bs=65536 count={} 2>/dev/null | nc {} {listen_port}",
@@ -426,16 +430,20 @@ impl Setup<'_> {
                 plan.host_from_guest()
             );
             let pending = console.start(&send)?;
+            let before = cpu::sample(pid);
             let t = measure::receive_from_guest(&listener, bytes, Instant::now() + transfer_timeout)?;
             fig.from_guest.push(measure::mib_per_s(bytes, t));
+            let from_guest_cpu = cpu::describe(&before, &cpu::sample(pid));
             match console.finish(pending, transfer_timeout)? {
                 0 => {}
                 status => {
                     return Err(BenchNetError::GuestFailed { cmd: send, status, tail: console.tail(400) })
                 }
             }
+            let before = cpu::sample(pid);
             let t = measure::download(plan.guest_addr(GUEST_BULK_PORT), "/file", bytes)?;
             fig.download.push(measure::mib_per_s(bytes, t));
+            let download_cpu = cpu::describe(&before, &cpu::sample(pid));
             progress(
                 vmm,
                 backend,
@@ -446,6 +454,9 @@ impl Setup<'_> {
                     fig.download.last().copied().unwrap_or_default()
                 ),
             );
+            progress(vmm, backend, &format!("host->guest {to_guest_cpu}"));
+            progress(vmm, backend, &format!("guest->host (nc) {from_guest_cpu}"));
+            progress(vmm, backend, &format!("guest->host (httpd) {download_cpu}"));
         }
         drop(running);
         Ok(fig)

@@ -32,6 +32,8 @@ struct Wire {
     refuse: bool,
     /// What the card last told the backend about the guest's offloads.
     offloads: Option<::net::GuestOffloads>,
+    /// Frames handed over straight into guest memory.
+    scattered: usize,
 }
 
 struct MockBackend {
@@ -39,6 +41,8 @@ struct MockBackend {
     ready: EventFd,
     /// Frames carry a 12-byte virtio-net header, as on a tap with IFF_VNET_HDR.
     vnet_hdr: bool,
+    /// Frames can be received straight into guest memory, as on a tap.
+    scatter: bool,
 }
 
 impl ::net::Backend for MockBackend {
@@ -61,6 +65,30 @@ impl ::net::Backend for MockBackend {
                 buf[..f.len()].copy_from_slice(&f);
                 return Ok(Some(f.len()));
             }
+        }
+    }
+    fn can_scatter(&self) -> bool {
+        self.scatter
+    }
+    fn recv_scattered(&mut self, into: &::net::Scatter<'_>) -> io::Result<Option<usize>> {
+        assert!(self.scatter, "recv_scattered on a backend that said it cannot");
+        loop {
+            let Some(f) = self.wire.lock().unwrap().inbound.pop_front() else {
+                let _ = self.ready.read();
+                return Ok(None);
+            };
+            if f.len() >= into.len() {
+                continue;
+            }
+            self.wire.lock().unwrap().scattered += 1;
+            let mut rest = &f[..];
+            for v in into.iovecs() {
+                let n = rest.len().min(v.iov_len);
+                // SAFETY: `Scatter` promises each buffer is writable for its length.
+                unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), v.iov_base.cast::<u8>(), n) };
+                rest = &rest[n..];
+            }
+            return Ok(Some(f.len()));
         }
     }
     fn rx_fd(&self) -> RawFd {
@@ -161,10 +189,16 @@ impl Harness {
 
     /// A card on a backend that carries the virtio-net header when `vnet_hdr`.
     fn with_backend(acked: u64, mtu: u16, vnet_hdr: bool) -> Self {
+        Self::with_scatter(acked, mtu, vnet_hdr, false)
+    }
+
+    /// As [`Self::with_backend`], on a backend that receives straight into guest memory when
+    /// `scatter`.
+    fn with_scatter(acked: u64, mtu: u16, vnet_hdr: bool, scatter: bool) -> Self {
         let mem = GuestMemory::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
         let wire = Arc::new(Mutex::new(Wire::default()));
         let backend =
-            MockBackend { wire: wire.clone(), ready: EventFd::new(EFD_NONBLOCK).unwrap(), vnet_hdr };
+            MockBackend { wire: wire.clone(), ready: EventFd::new(EFD_NONBLOCK).unwrap(), vnet_hdr, scatter };
         let rec = Arc::new(Recorder::default());
         let interrupt = Arc::new(VirtioInterrupt::new(IrqLine::new(rec.clone(), 11), rec.clone(), 2, 3));
         let rx = Ring { base: RX_RING, next_desc: 0, avail_idx: 0 };
@@ -396,7 +430,8 @@ fn frames_that_cannot_fit_are_dropped_and_counted() {
 #[test]
 fn configuration_space_and_features() {
     let wire = Arc::new(Mutex::new(Wire::default()));
-    let backend = MockBackend { wire, ready: EventFd::new(EFD_NONBLOCK).unwrap(), vnet_hdr: false };
+    let backend =
+        MockBackend { wire, ready: EventFd::new(EFD_NONBLOCK).unwrap(), vnet_hdr: false, scatter: false };
     let n = Net::new(Box::new(backend), [0x52, 0x54, 0, 1, 2, 3], 9000);
     assert_eq!(n.device_type(), crate::device_type::NET);
     let f = n.features();
@@ -424,7 +459,12 @@ fn activated_card_echoes_through_its_worker_thread() {
     let mem = GuestMemory::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let wire = Arc::new(Mutex::new(Wire::default()));
     let ready = EventFd::new(EFD_NONBLOCK).unwrap();
-    let backend = MockBackend { wire: wire.clone(), ready: ready.try_clone().unwrap(), vnet_hdr: false };
+    let backend = MockBackend {
+        wire: wire.clone(),
+        ready: ready.try_clone().unwrap(),
+        vnet_hdr: false,
+        scatter: false,
+    };
     let rec = Arc::new(Recorder::default());
     let interrupt = Arc::new(VirtioInterrupt::new(IrqLine::new(rec.clone(), 11), rec.clone(), 2, 3));
     let mut rx = Ring { base: RX_RING, next_desc: 0, avail_idx: 0 };
@@ -588,8 +628,12 @@ fn queue_tx(h: &mut Harness, slot: u64, header: &[u8], frame: &[u8]) {
 fn offloads_are_offered_and_passed_on_only_with_a_header_carrying_backend() {
     for vnet_hdr in [false, true] {
         let wire = Arc::new(Mutex::new(Wire::default()));
-        let backend =
-            MockBackend { wire: wire.clone(), ready: EventFd::new(EFD_NONBLOCK).unwrap(), vnet_hdr };
+        let backend = MockBackend {
+            wire: wire.clone(),
+            ready: EventFd::new(EFD_NONBLOCK).unwrap(),
+            vnet_hdr,
+            scatter: false,
+        };
         let mut card = Net::new(Box::new(backend), [2, 0, 0, 0, 0, 1], 1500);
         let offered = card.features() & OFFLOADS;
         assert_eq!(offered, if vnet_hdr { OFFLOADS } else { 0 }, "vnet header {vnet_hdr}");
@@ -723,41 +767,45 @@ fn hostile_transmit_headers_are_dropped_and_counted() {
 
 #[test]
 fn receive_hands_the_backends_header_to_the_guest() {
-    // A 64 KiB TCP/IPv4 frame the host left unsegmented, over 1536-byte mergeable buffers.
-    let mut h = Harness::with_backend(MODERN | OFFLOADS, 1500, true);
-    let big = Harness::frame(::net::MAX_GSO_FRAME, 6);
-    let header = vnet_header(1, 1, 66, 1448, (34, 16), 0);
-    h.inbound([header.clone(), big.clone()].concat());
-    let buffers = (12 + big.len()).div_ceil(1536);
-    for i in 0..buffers as u64 {
-        h.rx.add(&h.mem, &[(0x40000 + i * 0x1000, 1536, true)]);
-    }
-    h.path.process_rx();
-    assert_eq!(h.rx.used_idx(&h.mem), buffers as u16);
-    let mut want = header.clone();
-    want[10..12].copy_from_slice(&(buffers as u16).to_le_bytes());
-    assert_eq!(h.read(0x40000, 12), want, "the host's header, num_buffers set");
-    let mut got = Vec::new();
-    for i in 0..buffers as u16 {
-        let (id, len) = h.rx.used_elem(&h.mem, i);
-        let start = if i == 0 { 12 } else { 0 };
-        got.extend(h.read(0x40000 + u64::from(id) * 0x1000 + start, len as usize - start as usize));
-    }
-    assert_eq!(got, big);
-    assert_eq!(Harness::count(&h.stats.rx_frames), 1);
+    // Through the copy and straight into guest memory (where the buffers allow).
+    for scatter in [false, true] {
+        // A 64 KiB TCP/IPv4 frame the host left unsegmented, over 1536-byte mergeable buffers.
+        let mut h = Harness::with_scatter(MODERN | OFFLOADS, 1500, true, scatter);
+        let big = Harness::frame(::net::MAX_GSO_FRAME, 6);
+        let header = vnet_header(1, 1, 66, 1448, (34, 16), 0);
+        h.inbound([header.clone(), big.clone()].concat());
+        let buffers = (12 + big.len()).div_ceil(1536);
+        for i in 0..buffers as u64 {
+            h.rx.add(&h.mem, &[(0x40000 + i * 0x1000, 1536, true)]);
+        }
+        h.path.process_rx();
+        assert_eq!(h.rx.used_idx(&h.mem), buffers as u16);
+        let mut want = header.clone();
+        want[10..12].copy_from_slice(&(buffers as u16).to_le_bytes());
+        assert_eq!(h.read(0x40000, 12), want, "the host's header, num_buffers set");
+        let mut got = Vec::new();
+        for i in 0..buffers as u16 {
+            let (id, len) = h.rx.used_elem(&h.mem, i);
+            let start = if i == 0 { 12 } else { 0 };
+            got.extend(h.read(0x40000 + u64::from(id) * 0x1000 + start, len as usize - start as usize));
+        }
+        assert_eq!(got, big);
+        assert_eq!(Harness::count(&h.stats.rx_frames), 1);
 
-    // A legacy driver without mergeable buffers: a 10-byte header and one big chain.
-    let mut h = Harness::with_backend(OFFLOADS, 1500, true);
-    let header = vnet_header(3, 4, 74, 1428, (54, 16), 0);
-    let frame = Harness::frame(60_000, 7);
-    h.inbound([header.clone(), frame.clone()].concat());
-    let mut chain = vec![(0x30000, 10, true)];
-    chain.extend((0..15u64).map(|i| (0x40000 + i * 0x1000, 4096, true)));
-    h.rx.add(&h.mem, &chain);
-    h.path.process_rx();
-    assert_eq!(h.rx.used_elem(&h.mem, 0), (0, 60_010));
-    assert_eq!(h.read(0x30000, 10), header[..10].to_vec());
-    assert_eq!(h.read(0x40000, 60_000), frame);
+        // A legacy driver without mergeable buffers: a 10-byte header and one big chain.
+        let mut h = Harness::with_scatter(OFFLOADS, 1500, true, scatter);
+        let header = vnet_header(3, 4, 74, 1428, (54, 16), 0);
+        let frame = Harness::frame(60_000, 7);
+        h.inbound([header.clone(), frame.clone()].concat());
+        let mut chain = vec![(0x30000, 10, true)];
+        // Room for the longest frame (17 pages), so that it can go straight in too.
+        chain.extend((0..17u64).map(|i| (0x40000 + i * 0x1000, 4096, true)));
+        h.rx.add(&h.mem, &chain);
+        h.path.process_rx();
+        assert_eq!(h.rx.used_elem(&h.mem, 0), (0, 60_010));
+        assert_eq!(h.read(0x30000, 10), header[..10].to_vec());
+        assert_eq!(h.read(0x40000, 60_000), frame);
+    }
 }
 
 #[test]
@@ -784,8 +832,8 @@ fn receive_drops_and_counts_what_the_guest_did_not_accept() {
         (MODERN | OFFLOADS, vnet_header(2, 0, 0, 0, (0, 0), 0), Some(vnet_header(2, 0, 0, 0, (0, 0), 1))),
         (MODERN, vnet_header(2, 0, 0, 0, (0, 0), 0), Some(vnet_header(0, 0, 0, 0, (0, 0), 1))),
     ];
-    for (acked, header, want) in cases {
-        let mut h = Harness::with_backend(acked, 1500, true);
+    for ((acked, header, want), scatter) in cases.into_iter().flat_map(|c| [(c.clone(), false), (c, true)]) {
+        let mut h = Harness::with_scatter(acked, 1500, true, scatter);
         h.rx.add(&h.mem, &[(0x30000, 2048, true)]);
         h.inbound([header.clone(), frame.clone()].concat());
         h.path.process_rx();
@@ -817,4 +865,94 @@ fn receive_drops_and_counts_what_the_guest_did_not_accept() {
     assert_eq!(Harness::count(&h.stats.rx_dropped), 3);
     assert_eq!(h.rx.used_idx(&h.mem), 1, "the first buffer comes back empty for the dropped frame");
     assert_eq!(Harness::count(&h.stats.rx_frames), 0);
+}
+
+/// Posts `count` mergeable receive buffers of `len` bytes, each at `base` + 4 KiB times its
+/// descriptor's index.
+fn post(h: &mut Harness, base: u64, count: u64, len: u32) {
+    for _ in 0..count {
+        let at = base + u64::from(h.rx.next_desc) * 0x1000;
+        h.rx.add(&h.mem, &[(at, len, true)]);
+    }
+}
+
+/// The frame in used elements `first..first + count`, read from buffers posted by [`post`] at
+/// `base`, header skipped in the first.
+fn used_frame(h: &Harness, base: u64, first: u16, count: u16) -> Vec<u8> {
+    let mut got = Vec::new();
+    for i in first..first + count {
+        let (id, len) = h.rx.used_elem(&h.mem, i);
+        let start = if i == first { 12 } else { 0 };
+        got.extend(h.read(base + u64::from(id) * 0x1000 + start, len as usize - start as usize));
+    }
+    got
+}
+
+#[test]
+fn direct_receive_fills_buffers_in_order_and_hands_over_to_the_copy() {
+    let mut h = Harness::with_scatter(MODERN | OFFLOADS, 1500, true, true);
+    let plain = vnet_header(0, 0, 0, 0, (0, 0), 0);
+    let gso = vnet_header(1, 1, 66, 1448, (34, 16), 0);
+    let small = Harness::frame(100, 1);
+    let big = Harness::frame(::net::MAX_GSO_FRAME, 2);
+    let last = Harness::frame(60, 3);
+    for f in [[plain.clone(), small.clone()].concat(), [gso.clone(), big.clone()].concat()] {
+        h.inbound(f);
+    }
+    h.inbound([plain.clone(), last.clone()].concat());
+    // 64 buffers of 4 KiB: a longest frame takes 17.
+    post(&mut h, 0x40000, 64, 4096);
+    h.path.process_rx();
+    // 1 + 17 + 1 buffers used, in ring order, each frame whole.
+    assert_eq!(h.rx.used_idx(&h.mem), 19);
+    assert_eq!(used_frame(&h, 0x40000, 0, 1), small);
+    assert!(used_frame(&h, 0x40000, 1, 17) == big, "the 64 KiB frame");
+    assert_eq!(h.read(0x40000 + 0x1000 + 10, 2), vec![17, 0], "num_buffers");
+    assert_eq!(used_frame(&h, 0x40000, 18, 1), last);
+    assert_eq!(Harness::count(&h.stats.rx_frames), 3);
+    assert_eq!(h.wire.lock().unwrap().scattered, 3, "all three went straight in");
+
+    // Two more longest frames leave 11 buffers (held): too little for a third, which goes
+    // through the copy; that finds the held buffers back in the ring and waits for more.
+    for _ in 0..3 {
+        h.inbound([gso.clone(), big.clone()].concat());
+    }
+    h.path.process_rx();
+    assert_eq!(h.rx.used_idx(&h.mem), 19 + 34, "the third frame waits for buffers");
+    post(&mut h, 0x40000, 6, 4096);
+    h.path.process_rx();
+    assert_eq!(h.rx.used_idx(&h.mem), 19 + 51);
+    let (first, _) = h.rx.used_elem(&h.mem, 53);
+    assert_eq!(first, 53, "the held buffers are used first");
+    assert!(used_frame(&h, 0x40000, 53, 17) == big, "the 64 KiB frame through the copy");
+    assert_eq!(Harness::count(&h.stats.rx_frames), 6);
+    assert_eq!(Harness::count(&h.stats.rx_dropped), 0);
+    assert_eq!(h.wire.lock().unwrap().scattered, 5, "the sixth came through the copy");
+}
+
+#[test]
+fn direct_receive_leaves_bad_buffers_and_bad_frames_to_be_counted() {
+    let mut h = Harness::with_scatter(MODERN | OFFLOADS, 1500, true, true);
+    let plain = vnet_header(0, 0, 0, 0, (0, 0), 0);
+    // A read-only buffer, one outside RAM, then good ones.
+    h.rx.add(&h.mem, &[(0x30000, 2048, false)]);
+    h.rx.add(&h.mem, &[(MEM_SIZE as u64 - 100, 2048, true)]);
+    post(&mut h, 0x40000, 40, 2048);
+    h.inbound([plain.clone(), Harness::frame(80, 1)].concat());
+    // A header the guest did not accept, a runt and an oversized frame: dropped on the direct path.
+    h.inbound([vnet_header(1, 3, 42, 1400, (34, 6), 0), Harness::frame(100, 2)].concat());
+    h.inbound([plain.clone(), Harness::frame(10, 3)].concat());
+    h.inbound([plain.clone(), Harness::frame(1523, 4)].concat());
+    h.inbound([plain.clone(), Harness::frame(90, 5)].concat());
+    h.path.process_rx();
+    assert_eq!(Harness::count(&h.stats.rx_bad_buffers), 2);
+    assert_eq!(Harness::count(&h.stats.rx_dropped), 3);
+    assert_eq!(Harness::count(&h.stats.rx_frames), 2);
+    assert_eq!(h.rx.used_idx(&h.mem), 4);
+    assert_eq!(h.rx.used_elem(&h.mem, 0), (0, 0));
+    assert_eq!(h.rx.used_elem(&h.mem, 1), (1, 0));
+    assert_eq!(h.rx.used_elem(&h.mem, 2), (2, 92));
+    assert_eq!(h.rx.used_elem(&h.mem, 3), (3, 102), "the dropped frames used no buffer");
+    assert_eq!(used_frame(&h, 0x40000, 3, 1), Harness::frame(90, 5));
+    assert_eq!(h.wire.lock().unwrap().scattered, 4, "all but the first went straight in");
 }

@@ -14,6 +14,11 @@
 //! virtio-net header, the guest's header is checked and handed on in front of the frame, and the
 //! backend's header is checked and handed to the guest; frames being segmented may then be up to
 //! [`::net::MAX_GSO_FRAME`] long.
+//!
+//! Frames for the guest go straight into its buffers when the backend can scatter a read
+//! ([`direct`]); otherwise, and whenever the guest's buffers are short, through `rx_frame`.
+
+mod direct;
 
 use std::io::{Read, Write};
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -74,7 +79,16 @@ pub(crate) struct DataPath {
     offloads: u64,
     mergeable: bool,
     max_frame: usize,
+    /// The longest frame the backend may hand over.
+    rx_max: usize,
     stats: Arc<NetStats>,
+    /// Whether frames are received straight into the guest's buffers ([`direct`]).
+    scatter: bool,
+    /// The receive chains held for that, and their memory.
+    held: Vec<direct::Held>,
+    held_segments: Vec<direct::Segment>,
+    /// Where the backend's header lands on a direct receive.
+    hdr_scratch: [u8; ::net::VNET_HDR_LEN],
     /// What the backend handed over (its header, then the frame); the frame of `pending` waits
     /// for a guest buffer, with the header the guest will see.
     rx_frame: Vec<u8>,
@@ -119,11 +133,12 @@ impl DataPath {
         } else {
             max_frame
         };
-        let rx_max = if offloads & (features::GUEST_TSO4 | features::GUEST_TSO6) != 0 {
+        let rx_max: usize = if offloads & (features::GUEST_TSO4 | features::GUEST_TSO6) != 0 {
             ::net::MAX_GSO_FRAME
         } else {
             ::net::MAX_FRAME
         };
+        let backend_can_scatter = backend.can_scatter();
         Self {
             memory,
             interrupt,
@@ -137,7 +152,12 @@ impl DataPath {
             offloads,
             mergeable,
             max_frame,
+            rx_max,
             stats,
+            scatter: backend_can_scatter,
+            held: Vec::new(),
+            held_segments: Vec::new(),
+            hdr_scratch: [0; ::net::VNET_HDR_LEN],
             // One byte to spare, so that a frame too long shows.
             rx_frame: vec![0; backend_hdr + rx_max + 1],
             pending: None,
@@ -350,9 +370,10 @@ impl DataPath {
         }
     }
 
-    /// The header and frame length of the `n` bytes the backend handed over, or `None` (counted)
-    /// when its header asks for something the guest did not accept.
-    fn received(&mut self, n: usize) -> Option<(VnetHeader, usize)> {
+    /// The header and frame length of the `n` bytes the backend handed over, the first
+    /// `raw_header` (empty for a backend without one), or `None` (counted) when its header asks
+    /// for something the guest did not accept.
+    fn received(&mut self, raw_header: &[u8], n: usize) -> Option<(VnetHeader, usize)> {
         if self.backend_hdr == 0 {
             return Some((VnetHeader::default(), n));
         }
@@ -360,7 +381,7 @@ impl DataPath {
             NetStats::add(&self.stats.rx_dropped, 1);
             return None;
         };
-        let raw = VnetHeader::parse(&self.rx_frame[..self.backend_hdr]);
+        let raw = VnetHeader::parse(raw_header);
         match raw.check_rx(len, self.offloads) {
             Ok(h) => Some((h, len)),
             Err(e) => {
@@ -376,13 +397,30 @@ impl DataPath {
     pub(crate) fn process_rx(&mut self) {
         let mut delivered = 0usize;
         for _ in 0..BUDGET {
+            if self.pending.is_none() && self.scatter {
+                match self.receive_direct() {
+                    direct::Direct::Delivered(len) => {
+                        delivered += 1;
+                        NetStats::add(&self.stats.rx_frames, 1);
+                        NetStats::add(&self.stats.rx_bytes, len as u64);
+                        continue;
+                    }
+                    direct::Direct::Dropped => continue,
+                    direct::Direct::Empty => break,
+                    direct::Direct::Copy => {}
+                }
+            }
             let (header, len) = match self.pending.take() {
                 Some(p) => p,
                 None => match self.backend.recv(&mut self.rx_frame) {
-                    Ok(Some(n)) => match self.received(n) {
-                        Some(p) => p,
-                        None => continue,
-                    },
+                    Ok(Some(n)) => {
+                        let raw: [u8; ::net::VNET_HDR_LEN] =
+                            std::array::from_fn(|i| self.rx_frame.get(i).copied().unwrap_or(0));
+                        match self.received(&raw[..self.backend_hdr], n) {
+                            Some(p) => p,
+                            None => continue,
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         NetStats::add(&self.stats.rx_backend_errors, 1);
