@@ -14,6 +14,7 @@ PKGS=(
   vncsnapshot             # the VNC tests' screenshot client
   tesseract-ocr tesseract-ocr-eng  # reads the guest's screen back as text
   python3 python3-pil python3-venv  # pixel checks; the venv that holds vncdotool
+  docker.io               # the container image's build and test
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# The container image's test needs a docker daemon; without one it says it is skipped.
+scripts/dockerd.sh || true
 export CHR_VMM_SKIP_LOG=${CHR_VMM_SKIP_LOG:-$(mktemp /tmp/chr-vmm-skips.XXXXXX)}
 : > "$CHR_VMM_SKIP_LOG"
 cargo fmt --all -- --check

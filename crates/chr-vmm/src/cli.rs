@@ -25,6 +25,9 @@ pub enum Command {
     Bench(BenchCommand),
     /// Say which accelerator `--accel auto` would use here, and why (exit 0 if it can run).
     Accel,
+    /// The container image's entrypoint: boot the CHR image in /image with options taken from
+    /// the container (CHR_* variables, eth1.. as packet NICs, an overlay on /data).
+    Container(crate::container::ContainerArgs),
     /// Describe a disk image: format, virtual size, allocation, backing chain (like `qemu-img info`).
     Info {
         /// The image.

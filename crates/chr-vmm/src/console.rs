@@ -16,6 +16,7 @@ use machine::serial::SerialPort;
 
 use crate::cli::SerialSpec;
 use crate::events::Event;
+use crate::prompt::PromptWatch;
 
 /// Bytes of output kept for a socket client that connects late.
 const BACKLOG: usize = 64 << 10;
@@ -69,13 +70,21 @@ impl Sink for ClientSink {
     }
 }
 
-/// The guest's serial output, cloneable into each machine's UART.
+/// The guest's serial output, cloneable into each machine's UART; it also watches for the
+/// login prompt.
 #[derive(Clone)]
-pub struct ConsoleOut(Arc<Mutex<dyn Sink>>);
+pub struct ConsoleOut(Arc<Mutex<dyn Sink>>, Arc<PromptWatch>);
+
+impl ConsoleOut {
+    fn new(sink: Arc<Mutex<dyn Sink>>) -> Self {
+        Self(sink, Arc::new(PromptWatch::new()))
+    }
+}
 
 impl Write for ConsoleOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).put(buf);
+        self.1.feed(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -104,7 +113,7 @@ impl Console {
                     .name("stdin".into())
                     .spawn(move || stdin_loop(target, events))
                     .map_err(|source| ConsoleError::Listen { what: "stdin".into(), source })?;
-                (ConsoleOut(Arc::new(Mutex::new(WriterSink(std::io::stdout())))), terminal)
+                (ConsoleOut::new(Arc::new(Mutex::new(WriterSink(std::io::stdout())))), terminal)
             }
             SerialSpec::File(path) => {
                 let f = std::fs::OpenOptions::new()
@@ -112,9 +121,9 @@ impl Console {
                     .append(true)
                     .open(path)
                     .map_err(|source| ConsoleError::File { path: path.display().to_string(), source })?;
-                (ConsoleOut(Arc::new(Mutex::new(WriterSink(f)))), None)
+                (ConsoleOut::new(Arc::new(Mutex::new(WriterSink(f)))), None)
             }
-            SerialSpec::None => (ConsoleOut(Arc::new(Mutex::new(WriterSink(std::io::sink())))), None),
+            SerialSpec::None => (ConsoleOut::new(Arc::new(Mutex::new(WriterSink(std::io::sink())))), None),
             SerialSpec::Telnet(addr) => {
                 let listener = TcpListener::bind(addr)
                     .map_err(|source| ConsoleError::Listen { what: format!("telnet {addr}"), source })?;
@@ -152,7 +161,7 @@ fn spawn_server(
     telnet: bool,
 ) -> ConsoleOut {
     let sink = Arc::new(Mutex::new(ClientSink::default()));
-    let out = ConsoleOut(sink.clone());
+    let out = ConsoleOut::new(sink.clone());
     let spawned = std::thread::Builder::new().name(name.into()).spawn(move || loop {
         let Ok((mut w, mut r)) = accept() else {
             // E.g. out of descriptors: retry later rather than spin.

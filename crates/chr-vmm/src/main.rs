@@ -4,10 +4,12 @@ mod bench;
 mod bench_net;
 mod cli;
 mod console;
+mod container;
 mod events;
 mod firmware;
 mod logger;
 mod machine_builder;
+mod prompt;
 mod runner;
 mod signals;
 
@@ -44,6 +46,9 @@ pub enum VmError {
     /// Network backend problems.
     #[error(transparent)]
     Net(#[from] net::OpenError),
+    /// The container entrypoint's problems.
+    #[error(transparent)]
+    Container(#[from] container::ContainerError),
     /// Network benchmark problems.
     #[error(transparent)]
     BenchNet(#[from] bench_net::BenchNetError),
@@ -81,6 +86,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Boot(args)) => bench::boot(args),
         Command::Bench(BenchCommand::Net(args)) => bench_net::run(args).map_err(VmError::from),
         Command::Accel => runner::report_accel(),
+        Command::Container(args) => container::run_args(&args).map_err(VmError::from).and_then(runner::run),
         Command::Info { disk, json } => disk::info(&disk).map_err(VmError::from).map(|info| {
             if json {
                 println!("{}", info.to_json());

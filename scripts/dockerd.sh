@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Makes sure a docker daemon answers, for the container image's test: starts dockerd (vfs
+# storage, which works inside another container) when none does, and leaves it running.
+# Silent when one answers; otherwise says why and exits 1.
+set -euo pipefail
+docker info >/dev/null 2>&1 && exit 0
+command -v dockerd >/dev/null || { echo "[dockerd] no dockerd: scripts/install-deps.sh installs docker.io" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "[dockerd] dockerd needs root" >&2; exit 1; }
+log=${TMPDIR:-/tmp}/chr-vmm-dockerd.log
+echo "[dockerd] starting dockerd (log: $log)" >&2
+nohup dockerd --storage-driver=vfs >"$log" 2>&1 &
+for _ in $(seq 1 60); do
+  docker info >/dev/null 2>&1 && exit 0
+  sleep 0.5
+done
+echo "[dockerd] dockerd did not answer within 30 s; see $log" >&2
+exit 1
