@@ -417,14 +417,21 @@ fn frames_that_cannot_fit_are_dropped_and_counted() {
     assert_eq!(h.rx.used_idx(&h.mem), 3);
     assert_eq!(h.rx.used_elem(&h.mem, 2), (2, 92));
 
-    // 64 one-byte mergeable buffers cannot hold a frame: dropped, not spun on.
+    // 64 one-byte mergeable buffers, each smaller than the header (against the spec): returned
+    // empty and counted, not spun on; the frame waits for proper buffers.
     let mut h = Harness::new(MODERN, 1500);
     for i in 0..64u64 {
         h.rx.add(&h.mem, &[(0x30000 + i, 1, true)]);
     }
     h.inbound(Harness::frame(200, 4));
     h.path.process_rx();
-    assert_eq!(Harness::count(&h.stats.rx_dropped), 1);
+    assert_eq!(Harness::count(&h.stats.rx_bad_buffers), 64);
+    assert_eq!(h.rx.used_idx(&h.mem), 64);
+    assert_eq!(h.rx.used_elem(&h.mem, 63), (63, 0));
+    h.rx.add(&h.mem, &[(0x40000, 2048, true)]);
+    h.path.process_rx();
+    assert_eq!(h.rx.used_elem(&h.mem, 64), (0, 212), "the frame in the first proper buffer");
+    assert_eq!(Harness::count(&h.stats.rx_dropped), 0);
 }
 
 #[test]
@@ -955,4 +962,24 @@ fn direct_receive_leaves_bad_buffers_and_bad_frames_to_be_counted() {
     assert_eq!(h.rx.used_elem(&h.mem, 3), (3, 102), "the dropped frames used no buffer");
     assert_eq!(used_frame(&h, 0x40000, 3, 1), Harness::frame(90, 5));
     assert_eq!(h.wire.lock().unwrap().scattered, 4, "all but the first went straight in");
+}
+
+#[test]
+fn buffers_smaller_than_the_header_never_hold_one() {
+    // A proper buffer, one of 8 bytes (against the spec), then proper ones; two small frames.
+    let mut h = Harness::with_scatter(MODERN | OFFLOADS, 1500, true, true);
+    let plain = vnet_header(0, 0, 0, 0, (0, 0), 0);
+    post(&mut h, 0x40000, 1, 4096);
+    h.rx.add(&h.mem, &[(0x30000, 8, true)]);
+    post(&mut h, 0x40000, 40, 4096);
+    h.inbound([plain.clone(), Harness::frame(60, 1)].concat());
+    h.inbound([plain.clone(), Harness::frame(70, 2)].concat());
+    h.path.process_rx();
+    assert_eq!(Harness::count(&h.stats.rx_frames), 2);
+    assert_eq!(Harness::count(&h.stats.rx_bad_buffers), 1);
+    assert_eq!(h.rx.used_elem(&h.mem, 0), (0, 72));
+    assert_eq!(h.rx.used_elem(&h.mem, 1), (1, 0), "the small one comes back empty");
+    assert_eq!(h.rx.used_elem(&h.mem, 2), (2, 82));
+    assert_eq!(used_frame(&h, 0x40000, 2, 1), Harness::frame(70, 2));
+    assert_eq!(h.read(0x40000 + 2 * 0x1000, 12), vnet_header(0, 0, 0, 0, (0, 0), 1), "a whole header");
 }

@@ -22,8 +22,9 @@ use crate::net::NetStats;
 use machine::memory::GuestMemory;
 use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
 
-/// The most buffers one read may be spread over (the kernel's UIO_MAXIOV).
-const MAX_SEGMENTS: usize = 1024;
+/// The most guest buffers one read may be spread over: the kernel's UIO_MAXIOV (1024), less
+/// one for the backend's header.
+const MAX_SEGMENTS: usize = 1023;
 
 /// A stretch of guest memory, as a host address.
 #[derive(Clone, Copy, Debug)]
@@ -111,7 +112,7 @@ impl DataPath {
         let memory = self.memory.clone();
         let limit = if self.mergeable { MAX_RX_CHAINS } else { 1 };
         let want = self.direct_room();
-        let mut room: usize = self.held.iter().map(|h| h.room).sum();
+        let mut room = self.held.iter().map(|h| h.room).fold(0usize, usize::saturating_add);
         while room < want {
             if self.held.len() >= limit {
                 // The driver's buffers are too small for a longest frame in as many chains as
@@ -126,15 +127,16 @@ impl DataPath {
             let head = chain.head_index();
             let before = self.held_segments.len();
             let usable = chain_segments(&memory, &chain, &mut self.held_segments)
-                // The first chain must hold the whole header.
-                .filter(|&r| r > 0 && (!self.held.is_empty() || r >= self.hdr_len));
+                // Any held chain may end up first, which must hold the whole header.
+                .filter(|&r| r >= self.hdr_len);
             let Some(r) = usable else {
                 // Hand it back with the rest: the copying path returns or skips it.
+                self.held_segments.truncate(before);
                 self.held.push(Held { head, room: 0, segments: 0 });
                 return false;
             };
             self.held.push(Held { head, room: r, segments: self.held_segments.len() - before });
-            room += r;
+            room = room.saturating_add(r);
         }
         true
     }

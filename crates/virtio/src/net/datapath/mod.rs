@@ -133,7 +133,7 @@ impl DataPath {
         } else {
             max_frame
         };
-        let rx_max: usize = if offloads & (features::GUEST_TSO4 | features::GUEST_TSO6) != 0 {
+        let rx_max = if offloads & (features::GUEST_TSO4 | features::GUEST_TSO6) != 0 {
             ::net::MAX_GSO_FRAME
         } else {
             ::net::MAX_FRAME
@@ -487,7 +487,9 @@ impl DataPath {
             } else {
                 Writer::new(mem, chain.clone()).map(|w| w.available_bytes()).unwrap_or(0)
             };
-            if room == 0 {
+            // The spec has every receive buffer hold at least the header; a smaller one
+            // (or an unusable one) is returned empty and counted.
+            if room < self.hdr_len {
                 NetStats::add(&self.stats.rx_bad_buffers, 1);
                 if chains.is_empty() {
                     if let Err(e) = self.rx.add_used(mem, head, 0) {
