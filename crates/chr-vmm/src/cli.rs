@@ -28,6 +28,13 @@ pub enum Command {
     /// The container image's entrypoint: boot the CHR image in /image with options taken from
     /// the container (CHR_* variables, eth1.. as packet NICs, an overlay on /data).
     Container(crate::container::ContainerArgs),
+    /// Exit 0 if the guest of `run --ready-file FILE` is at its login prompt, 1 if not yet (the
+    /// container image's health check).
+    Ready {
+        /// The ready file.
+        #[arg(default_value = crate::container::READY_FILE)]
+        file: PathBuf,
+    },
     /// Describe a disk image: format, virtual size, allocation, backing chain (like `qemu-img info`).
     Info {
         /// The image.
@@ -149,6 +156,10 @@ pub struct RunArgs {
     /// The kernel command line for --kernel.
     #[arg(long, requires = "kernel", default_value = "console=ttyS0")]
     pub cmdline: String,
+    /// Create this file when the guest's serial console shows its login prompt, and remove it
+    /// when the guest resets or the VM stops: a readiness flag for scripts (see `chr-vmm ready`).
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
     /// Write the firmware's debug log (port 0x402) to this file.
     #[arg(long)]
     pub firmware_log: Option<PathBuf>,

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,12 +76,6 @@ impl Sink for ClientSink {
 #[derive(Clone)]
 pub struct ConsoleOut(Arc<Mutex<dyn Sink>>, Arc<PromptWatch>);
 
-impl ConsoleOut {
-    fn new(sink: Arc<Mutex<dyn Sink>>) -> Self {
-        Self(sink, Arc::new(PromptWatch::new()))
-    }
-}
-
 impl Write for ConsoleOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).put(buf);
@@ -98,14 +93,21 @@ pub struct Console {
     pub out: ConsoleOut,
     /// Where input goes.
     pub input: InputTarget,
+    /// The login prompt's watch (the runner rearms it when the guest resets).
+    pub prompt: Arc<PromptWatch>,
     _terminal: Option<RawTerminal>,
 }
 
 impl Console {
     /// Sets up the console described by `spec`; `events` receives a quit request (Ctrl-A x).
-    pub fn open(spec: &SerialSpec, events: Sender<Event>) -> Result<Self, ConsoleError> {
+    /// `ready_file` exists while the guest has shown its login prompt since its last reset.
+    pub fn open(
+        spec: &SerialSpec,
+        events: Sender<Event>,
+        ready_file: Option<PathBuf>,
+    ) -> Result<Self, ConsoleError> {
         let input: InputTarget = Arc::new(Mutex::new(None));
-        let (out, terminal): (ConsoleOut, Option<RawTerminal>) = match spec {
+        let (sink, terminal): (Arc<Mutex<dyn Sink>>, Option<RawTerminal>) = match spec {
             SerialSpec::Stdio => {
                 let terminal = RawTerminal::enter();
                 let target = input.clone();
@@ -113,7 +115,7 @@ impl Console {
                     .name("stdin".into())
                     .spawn(move || stdin_loop(target, events))
                     .map_err(|source| ConsoleError::Listen { what: "stdin".into(), source })?;
-                (ConsoleOut::new(Arc::new(Mutex::new(WriterSink(std::io::stdout())))), terminal)
+                (Arc::new(Mutex::new(WriterSink(std::io::stdout()))), terminal)
             }
             SerialSpec::File(path) => {
                 let f = std::fs::OpenOptions::new()
@@ -121,9 +123,9 @@ impl Console {
                     .append(true)
                     .open(path)
                     .map_err(|source| ConsoleError::File { path: path.display().to_string(), source })?;
-                (ConsoleOut::new(Arc::new(Mutex::new(WriterSink(f)))), None)
+                (Arc::new(Mutex::new(WriterSink(f))), None)
             }
-            SerialSpec::None => (ConsoleOut::new(Arc::new(Mutex::new(WriterSink(std::io::sink())))), None),
+            SerialSpec::None => (Arc::new(Mutex::new(WriterSink(std::io::sink()))), None),
             SerialSpec::Telnet(addr) => {
                 let listener = TcpListener::bind(addr)
                     .map_err(|source| ConsoleError::Listen { what: format!("telnet {addr}"), source })?;
@@ -146,7 +148,8 @@ impl Console {
                 (spawn_server("unix-console", accept, input.clone(), false), None)
             }
         };
-        Ok(Self { out, input, _terminal: terminal })
+        let prompt = Arc::new(PromptWatch::new(ready_file));
+        Ok(Self { out: ConsoleOut(sink, prompt.clone()), input, prompt, _terminal: terminal })
     }
 }
 
@@ -159,9 +162,9 @@ fn spawn_server(
     accept: impl Fn() -> std::io::Result<Split> + Send + 'static,
     target: InputTarget,
     telnet: bool,
-) -> ConsoleOut {
+) -> Arc<Mutex<dyn Sink>> {
     let sink = Arc::new(Mutex::new(ClientSink::default()));
-    let out = ConsoleOut::new(sink.clone());
+    let out: Arc<Mutex<dyn Sink>> = sink.clone();
     let spawned = std::thread::Builder::new().name(name.into()).spawn(move || loop {
         let Ok((mut w, mut r)) = accept() else {
             // E.g. out of descriptors: retry later rather than spin.

@@ -10,6 +10,8 @@
 //! - ether2 and on: one `packet` card per further container interface `eth1`, `eth2`, ... in
 //!   order (what containerlab wires), each with its interface's MTU; with `$CLAB_INTFS` set it
 //!   first waits for that many to appear;
+//! - readiness: `/tmp/chr-vmm.ready` exists while the guest is at its login prompt, which the
+//!   image's health check (`chr-vmm ready`) looks at;
 //! - `$CHR_MEMORY`, `$CHR_CPUS`, `$CHR_ACCEL`, `$CHR_SERIAL` and `$CHR_VNC` set those options;
 //!   arguments after `container` are passed on to `run` as they are.
 
@@ -29,6 +31,8 @@ pub struct ContainerArgs {
 pub const IMAGE_DIR: &str = "/image";
 /// The volume that keeps the overlay.
 pub const DATA_DIR: &str = "/data";
+/// The ready file the entrypoint asks for and `chr-vmm ready` (the image's health check) looks at.
+pub const READY_FILE: &str = "/tmp/chr-vmm.ready";
 /// How long to wait for `$CLAB_INTFS` interfaces by default.
 const DEFAULT_WAIT_SECS: u64 = 120;
 /// The file names taken for disk images.
@@ -144,6 +148,7 @@ pub fn run_argv(env: &Environment, disk: &Path, extra: &[String]) -> Vec<String>
     if let Some(overlay) = overlay_path(env, disk) {
         opt("--overlay", &overlay.to_string_lossy());
     }
+    opt("--ready-file", READY_FILE);
     argv.extend(extra.iter().cloned());
     argv.push(disk.to_string_lossy().into_owned());
     argv
@@ -274,7 +279,7 @@ mod tests {
         assert_eq!(
             argv.join(" "),
             "chr-vmm run --memory 256M --cpus 1 --accel auto --serial stdio --net user,routeros \
-             --overlay /data/chr-7.16.vmdk.overlay.qcow2 /image/chr-7.16.vmdk"
+             --overlay /data/chr-7.16.vmdk.overlay.qcow2 --ready-file /tmp/chr-vmm.ready /image/chr-7.16.vmdk"
         );
     }
 
@@ -297,12 +302,12 @@ mod tests {
             argv.join(" "),
             "chr-vmm run --memory 1G --cpus 2 --accel interp --serial telnet:0.0.0.0:5000 --vnc 0.0.0.0:5900 \
              --net user,routeros=10000 --net packet=eth1,mtu=9000 --net packet=eth2,mtu=1500 \
-             --firmware /fw.bin /d.img"
+             --ready-file /tmp/chr-vmm.ready --firmware /fw.bin /d.img"
         );
         use clap::Parser;
         assert!(crate::cli::Cli::try_parse_from(&argv).is_ok(), "the run parser takes it");
         let custom = run_argv(&env(&[("CHR_OVERLAY", "/v/o.qcow2")], &[]), Path::new("/d.img"), &[]);
-        assert!(custom.join(" ").contains("--overlay /v/o.qcow2 /d.img"));
+        assert!(custom.join(" ").contains("--overlay /v/o.qcow2 --ready-file"));
     }
 
     #[test]

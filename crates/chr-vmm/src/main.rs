@@ -86,6 +86,15 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Boot(args)) => bench::boot(args),
         Command::Bench(BenchCommand::Net(args)) => bench_net::run(args).map_err(VmError::from),
         Command::Accel => runner::report_accel(),
+        Command::Ready { file } => Ok(if file.exists() {
+            0
+        } else {
+            eprintln!(
+                "chr-vmm: the guest has not shown its login prompt yet ({} is missing)",
+                file.display()
+            );
+            1
+        }),
         Command::Container(args) => container::run_args(&args).map_err(VmError::from).and_then(runner::run),
         Command::Info { disk, json } => disk::info(&disk).map_err(VmError::from).map(|info| {
             if json {

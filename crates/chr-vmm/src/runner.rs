@@ -106,7 +106,7 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
     log::info!("disk: {} ({format}, {} MiB{mode})", args.disk.display(), disk.size() >> 20);
     let disk: Arc<dyn disk::BlockDevice> = Arc::from(disk);
     let disk_serial = virtio::block::Block::serial_for(&args.disk);
-    let console = Console::open(&args.serial, tx.clone())?;
+    let console = Console::open(&args.serial, tx.clone(), args.ready_file.clone())?;
     // The VGA adapter and its VNC server live as long as the VMM, across guest resets.
     let (vga, _vnc) = match &args.vnc {
         Some(addr) => {
@@ -140,7 +140,10 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
     let mut terms = 0u32;
     loop {
         match boot_once(&cfg, &console, &rx, &tx, &mut terms)? {
-            Outcome::Reset => log::info!("guest reset: rebuilding the machine"),
+            Outcome::Reset => {
+                log::info!("guest reset: rebuilding the machine");
+                console.prompt.rearm();
+            }
             Outcome::PowerOff => {
                 log::info!("guest powered off");
                 return Ok(0);

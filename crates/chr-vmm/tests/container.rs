@@ -1,7 +1,8 @@
 //! The container image end to end: `images/container/build.sh` builds it around this test's
 //! chr-vmm, docker runs it on the test guest with nothing but a published port and two volumes
 //! (no privileges, no /dev/kvm: the interpreter boots it), and the test checks that
-//! - the guest's serial console reaches its login prompt, as `docker logs` tells;
+//! - the guest's serial console reaches its login prompt, as `docker logs` tells, and docker's
+//!   health check then calls the container healthy;
 //! - the published port reaches the guest's web server through the default user-mode network
 //!   (RouterOS's port 80 among the forwarded ones);
 //! - the container's second interface (`eth1`, a second docker network, as containerlab wires
@@ -194,6 +195,18 @@ fn image_boots_the_guest_and_forwards_its_ports() {
         "the entrypoint says what it runs:\n{logs}"
     );
     assert!(logs.contains("accel") || logs.contains("interp"), "{logs}");
+
+    // The image's health check follows the prompt.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut health = String::new();
+    while Instant::now() < deadline {
+        health = text(&docker(&["inspect", "-f", "{{.State.Health.Status}}", &name])).trim().to_string();
+        if health == "healthy" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(health, "healthy", "docker's health check after the prompt");
 
     let page = http_get(port, Duration::from_secs(60));
     assert!(page.contains("chr-test-guest"), "the published port reaches the guest's httpd: {page:?}");
