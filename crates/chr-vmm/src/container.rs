@@ -89,6 +89,14 @@ pub enum ContainerError {
         /// The system's answer.
         source: std::io::Error,
     },
+    /// CHR_OVERLAY=none on a disk that cannot be written.
+    #[error("CHR_OVERLAY=none writes to the disk itself, but {disk} cannot be written ({source}); mount it read-write or leave CHR_OVERLAY unset to keep writes on /data")]
+    DiskNotWritable {
+        /// The disk.
+        disk: String,
+        /// The system's answer.
+        source: std::io::Error,
+    },
     /// The options made from the environment do not parse.
     #[error("the options made from the environment are not valid: {0}")]
     Options(String),
@@ -221,6 +229,16 @@ fn wait_interfaces(sys_net: &Path, want: usize, timeout: Duration) -> usize {
     }
 }
 
+/// With `CHR_OVERLAY=none` the guest writes to the disk itself, which must allow it.
+fn check_writable(disk: &Path) -> Result<(), ContainerError> {
+    match std::fs::OpenOptions::new().write(true).open(disk) {
+        Ok(_) => Ok(()),
+        // A missing disk is reported by `run`, with its own advice.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ContainerError::DiskNotWritable { disk: disk.display().to_string(), source }),
+    }
+}
+
 /// Reads the real container: environment, interfaces (after waiting for `$CLAB_INTFS`).
 fn read_environment() -> Result<Environment, ContainerError> {
     let mut env = Environment {
@@ -248,9 +266,14 @@ pub fn run_args(args: &ContainerArgs) -> Result<crate::cli::RunArgs, ContainerEr
         Some(d) => PathBuf::from(d),
         None => find_disk(Path::new(IMAGE_DIR))?,
     };
-    if let Some(dir) = overlay_path(&env, &disk).as_deref().and_then(Path::parent) {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| ContainerError::DataDir { dir: dir.display().to_string(), source })?;
+    match overlay_path(&env, &disk) {
+        Some(overlay) => {
+            if let Some(dir) = overlay.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| ContainerError::DataDir { dir: dir.display().to_string(), source })?;
+            }
+        }
+        None => check_writable(&disk)?,
     }
     let argv = run_argv(&env, &disk, &args.extra);
     log::info!("container: {}", argv.join(" "));
@@ -341,6 +364,19 @@ mod tests {
         );
         assert_eq!(wait_interfaces(&dir, 2, Duration::ZERO), 2);
         assert_eq!(wait_interfaces(&dir, 3, Duration::ZERO), 2, "eth3 is missing");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn writing_to_the_disk_itself_needs_a_writable_disk() {
+        let dir = tempdir("writable");
+        let disk = dir.join("chr.img");
+        std::fs::write(&disk, "").unwrap();
+        assert!(check_writable(&disk).is_ok());
+        assert!(check_writable(&dir.join("missing.img")).is_ok(), "left to run's own error");
+        // A directory cannot be opened for writing, even by root (who ignores file modes).
+        let err = check_writable(&dir).unwrap_err().to_string();
+        assert!(err.contains("CHR_OVERLAY=none") && err.contains("read-write"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
