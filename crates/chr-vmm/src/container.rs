@@ -2,9 +2,10 @@
 //! `chr-vmm run` options, so that `docker run` needs nothing beyond ports and volumes, and no
 //! privileges:
 //! - the disk: `$CHR_DISK`, or the one disk image in `/image`;
-//! - guest writes: a qcow2 overlay in the `/data` volume (`$CHR_OVERLAY` names another file,
-//!   `none` writes to the disk itself), so the router keeps its configuration across container
-//!   restarts while the CHR image stays read-only;
+//! - guest writes: a qcow2 overlay in the `/data` volume, named after the image and its content
+//!   (`$CHR_OVERLAY` names another file, `none` writes to the disk itself), so the router keeps
+//!   its configuration across container restarts while the CHR image stays read-only, and a new
+//!   image never reads an overlay made over another;
 //! - ether1: user-mode networking with RouterOS's TCP ports forwarded on every address of the
 //!   container (`$CHR_NET` replaces it), so `docker run -p 8728:8728` reaches the API;
 //! - ether2 and on: one `packet` card per further container interface `eth1`, `eth2`, ... in
@@ -123,20 +124,53 @@ impl Environment {
     }
 }
 
-/// The overlay for `disk`: `$CHR_OVERLAY`, none for `none`, else beside the data volume.
-fn overlay_path(env: &Environment, disk: &Path) -> Option<PathBuf> {
+/// The overlay for `disk`: `$CHR_OVERLAY`, none for `none`, else on the data volume, named after
+/// the disk and `id` (see [`image_id`]), so that a different image never reads an overlay made
+/// over another one (which would corrupt what the guest sees).
+fn overlay_path(env: &Environment, disk: &Path, id: &str) -> Option<PathBuf> {
     match env.var("CHR_OVERLAY") {
         Some("none") => None,
         Some(path) => Some(PathBuf::from(path)),
         None => {
             let name = disk.file_name().map_or_else(|| "disk".into(), |n| n.to_string_lossy().into_owned());
-            Some(Path::new(DATA_DIR).join(format!("{name}.overlay.qcow2")))
+            Some(Path::new(DATA_DIR).join(format!("{name}.{id}.overlay.qcow2")))
         }
     }
 }
 
-/// The `chr-vmm run` command line for `disk` in `env`, `extra` appended.
-pub fn run_argv(env: &Environment, disk: &Path, extra: &[String]) -> Vec<String> {
+/// Bytes read from the start of an image for [`image_id`], and from each of its samples.
+const ID_HEAD: usize = 1 << 20;
+const ID_SAMPLE: usize = 64 << 10;
+const ID_SAMPLES: u64 = 16;
+
+/// A short name for an image's content: FNV-1a over its length, its first MiB (where VMDK, VDI
+/// and VHDX keep their unique IDs) and 16 samples spread over the rest. A new CHR version put
+/// under the same file name gets a new overlay; the same image, copied again, keeps its own.
+pub fn image_id(disk: &Path) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(disk)?;
+    let len = f.metadata()?.len();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |bytes: &[u8]| {
+        for &b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    mix(&len.to_le_bytes());
+    let mut buf = Vec::with_capacity(ID_HEAD);
+    f.by_ref().take(ID_HEAD as u64).read_to_end(&mut buf)?;
+    mix(&buf);
+    for i in 1..=ID_SAMPLES {
+        f.seek(SeekFrom::Start(len / (ID_SAMPLES + 1) * i))?;
+        buf.clear();
+        f.by_ref().take(ID_SAMPLE as u64).read_to_end(&mut buf)?;
+        mix(&buf);
+    }
+    Ok(format!("{:012x}", hash >> 16))
+}
+
+/// The `chr-vmm run` command line for `disk` (whose content is `id`) in `env`, `extra` appended.
+pub fn run_argv(env: &Environment, disk: &Path, id: &str, extra: &[String]) -> Vec<String> {
     let mut argv: Vec<String> = vec!["chr-vmm".into(), "run".into()];
     let mut opt = |name: &str, value: &str| {
         argv.push(name.into());
@@ -153,7 +187,7 @@ pub fn run_argv(env: &Environment, disk: &Path, extra: &[String]) -> Vec<String>
     for (ifname, mtu) in &env.interfaces {
         opt("--net", &format!("packet={ifname},mtu={mtu}"));
     }
-    if let Some(overlay) = overlay_path(env, disk) {
+    if let Some(overlay) = overlay_path(env, disk, id) {
         opt("--overlay", &overlay.to_string_lossy());
     }
     opt("--ready-file", READY_FILE);
@@ -266,7 +300,9 @@ pub fn run_args(args: &ContainerArgs) -> Result<crate::cli::RunArgs, ContainerEr
         Some(d) => PathBuf::from(d),
         None => find_disk(Path::new(IMAGE_DIR))?,
     };
-    match overlay_path(&env, &disk) {
+    // An unreadable disk gets a fixed name here and `run`'s own error right after.
+    let id = image_id(&disk).unwrap_or_else(|_| "unread".into());
+    match overlay_path(&env, &disk, &id) {
         Some(overlay) => {
             if let Some(dir) = overlay.parent() {
                 std::fs::create_dir_all(dir)
@@ -275,7 +311,7 @@ pub fn run_args(args: &ContainerArgs) -> Result<crate::cli::RunArgs, ContainerEr
         }
         None => check_writable(&disk)?,
     }
-    let argv = run_argv(&env, &disk, &args.extra);
+    let argv = run_argv(&env, &disk, &id, &args.extra);
     log::info!("container: {}", argv.join(" "));
     use clap::Parser;
     match crate::cli::Cli::try_parse_from(&argv) {
@@ -298,11 +334,11 @@ mod tests {
 
     #[test]
     fn defaults_forward_routeros_and_keep_writes_on_the_volume() {
-        let argv = run_argv(&env(&[], &[]), Path::new("/image/chr-7.16.vmdk"), &[]);
+        let argv = run_argv(&env(&[], &[]), Path::new("/image/chr-7.16.vmdk"), "0123456789ab", &[]);
         assert_eq!(
             argv.join(" "),
             "chr-vmm run --memory 256M --cpus 1 --accel auto --serial stdio --net user,routeros \
-             --overlay /data/chr-7.16.vmdk.overlay.qcow2 --ready-file /tmp/chr-vmm.ready /image/chr-7.16.vmdk"
+             --overlay /data/chr-7.16.vmdk.0123456789ab.overlay.qcow2 --ready-file /tmp/chr-vmm.ready /image/chr-7.16.vmdk"
         );
     }
 
@@ -320,7 +356,7 @@ mod tests {
             ],
             &[("eth1", 9000), ("eth2", 1500)],
         );
-        let argv = run_argv(&e, Path::new("/d.img"), &["--firmware".into(), "/fw.bin".into()]);
+        let argv = run_argv(&e, Path::new("/d.img"), "x", &["--firmware".into(), "/fw.bin".into()]);
         assert_eq!(
             argv.join(" "),
             "chr-vmm run --memory 1G --cpus 2 --accel interp --serial telnet:0.0.0.0:5000 --vnc 0.0.0.0:5900 \
@@ -329,7 +365,7 @@ mod tests {
         );
         use clap::Parser;
         assert!(crate::cli::Cli::try_parse_from(&argv).is_ok(), "the run parser takes it");
-        let custom = run_argv(&env(&[("CHR_OVERLAY", "/v/o.qcow2")], &[]), Path::new("/d.img"), &[]);
+        let custom = run_argv(&env(&[("CHR_OVERLAY", "/v/o.qcow2")], &[]), Path::new("/d.img"), "x", &[]);
         assert!(custom.join(" ").contains("--overlay /v/o.qcow2 --ready-file"));
     }
 
@@ -377,6 +413,28 @@ mod tests {
         // A directory cannot be opened for writing, even by root (who ignores file modes).
         let err = check_writable(&dir).unwrap_err().to_string();
         assert!(err.contains("CHR_OVERLAY=none") && err.contains("read-write"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn image_ids_follow_content_not_names() {
+        let dir = tempdir("ids");
+        let (a, b, c) = (dir.join("a.img"), dir.join("b.img"), dir.join("c.img"));
+        let mut data = vec![7u8; 8 << 20];
+        std::fs::write(&a, &data).unwrap();
+        std::fs::write(&b, &data).unwrap();
+        // Another version: one byte changed deep inside (in a sample), then only the length.
+        data[(8 << 20) / 17 * 5 + 3] = 8;
+        std::fs::write(&c, &data).unwrap();
+        let id = image_id(&a).unwrap();
+        assert_eq!(id.len(), 12);
+        assert_eq!(image_id(&b).unwrap(), id, "a copy keeps its overlay");
+        assert_ne!(image_id(&c).unwrap(), id);
+        std::fs::write(&c, &data[..data.len() - 1]).unwrap();
+        assert_ne!(image_id(&c).unwrap(), id);
+        std::fs::write(&c, b"tiny").unwrap();
+        assert!(image_id(&c).is_ok(), "a file shorter than the samples");
+        assert!(image_id(&dir.join("missing")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

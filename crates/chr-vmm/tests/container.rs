@@ -211,8 +211,16 @@ fn image_boots_the_guest_and_forwards_its_ports() {
     let page = http_get(port, Duration::from_secs(60));
     assert!(page.contains("chr-test-guest"), "the published port reaches the guest's httpd: {page:?}");
 
-    let overlay = data.join("guest.img.overlay.qcow2");
-    assert!(overlay.exists(), "the overlay is on the /data volume");
+    // Named after the image and its content: guest.img.<id>.overlay.qcow2.
+    let overlays: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".overlay.qcow2"))
+        .collect();
+    assert_eq!(overlays.len(), 1, "one overlay on the /data volume: {overlays:?}");
+    let overlay = overlays[0].clone();
+    assert!(overlay.file_name().unwrap().to_string_lossy().starts_with("guest.img."), "{overlay:?}");
     // The guest writes a mark on its disk (its second partition), through a forwarded telnet.
     let mark = format!("chr-container-mark-{pid}");
     let wrote = guest_shell(
