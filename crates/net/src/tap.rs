@@ -113,9 +113,7 @@ impl TapBackend {
         }
         Ok(tap)
     }
-}
 
-impl TapBackend {
     /// Whether a read of `n` bytes into `room` bytes is a whole frame: one that fills the room
     /// may have been cut, one too short for the header is not a frame. Others are counted.
     fn keep(&mut self, n: usize, room: usize) -> bool {
