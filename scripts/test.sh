@@ -5,7 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-# The container image's test needs a docker daemon; without one it says it is skipped.
+# The container image's test needs a docker daemon; without one it says it is skipped. A daemon
+# started here is stopped when the suite ends.
+export CHR_VMM_DOCKERD_PID=${TMPDIR:-/tmp}/chr-vmm-dockerd.$$.pid
+stop_dockerd() {
+  if [ -s "$CHR_VMM_DOCKERD_PID" ]; then
+    kill "$(cat "$CHR_VMM_DOCKERD_PID")" 2>/dev/null || true
+    rm -f "$CHR_VMM_DOCKERD_PID"
+  fi
+}
+trap stop_dockerd EXIT
 scripts/dockerd.sh || true
 export CHR_VMM_SKIP_LOG=${CHR_VMM_SKIP_LOG:-$(mktemp /tmp/chr-vmm-skips.XXXXXX)}
 : > "$CHR_VMM_SKIP_LOG"
