@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 tag=${1:-chr-vmm:latest}
 docker=${DOCKER:-docker}
+command -v "$docker" >/dev/null || { echo "build.sh: no $docker command: install docker (scripts/install-deps.sh installs docker.io) or set DOCKER" >&2; exit 1; }
 bin=${CHR_VMM_BIN:-}
 if [ -z "$bin" ]; then
   cargo build --release -p chr-vmm >&2
