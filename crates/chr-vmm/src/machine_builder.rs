@@ -264,8 +264,13 @@ pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
     }
 
     if let Some(p) = &platform {
+        // Several interpreted vCPUs take turns, so that locked instructions stay atomic.
+        let exec_lock = (cfg.cpus > 1).then(x86::ExecLock::new);
         for id in 0..cfg.cpus {
             let mut vcpu = x86::InterpVcpu::new(&memory, layout.bios_base(), u32::from(id), Some(p.clone()));
+            if let Some(lock) = &exec_lock {
+                vcpu.share_execution(lock.clone());
+            }
             if let (0, Some(entry)) = (id, &kernel_entry) {
                 vcpu.set_long_mode_entry(entry);
             }

@@ -476,6 +476,7 @@ fn ends_block(ins: &Instruction) -> bool {
         || matches!(
             ins.mnemonic(),
             M::Hlt
+                | M::Pause
                 | M::Sti
                 | M::Popf
                 | M::Popfd

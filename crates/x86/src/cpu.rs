@@ -188,6 +188,8 @@ pub struct Cpu {
     pub mtrr: std::collections::HashMap<u32, u64>,
     pub tsc_offset: i64,
     pub halted: bool,
+    /// A PAUSE ran (a spin-wait): vCPUs that take turns hand the turn on.
+    pub paused: bool,
     /// Interrupts are held off for one instruction (after STI, MOV SS, POP SS).
     pub inhibit_irq: bool,
     /// The vCPU index (APIC ID).
@@ -250,6 +252,7 @@ impl Cpu {
             mtrr: Default::default(),
             tsc_offset: 0,
             halted: false,
+            paused: false,
             inhibit_irq: false,
             id,
             phys,

@@ -833,8 +833,13 @@ impl Cpu {
                 let v = self.pop(os)?;
                 self.set_reg(5, os as u8, v);
             }
+            // A spin-wait: end the block, so that vCPUs taking turns (`ExecLock`) can hand the
+            // turn to the one the spinner waits for.
+            M::Pause => {
+                self.paused = true;
+                return Ok(Branch);
+            }
             M::Nop
-            | M::Pause
             | M::Lfence
             | M::Mfence
             | M::Sfence

@@ -28,6 +28,7 @@ mod compile;
 mod cpu;
 mod decode;
 mod exec;
+mod exec_lock;
 mod fast_alu;
 mod fast_flow;
 mod flags;
@@ -44,6 +45,8 @@ use machine::vcpu::{IoHandler, Vcpu, VcpuError, VcpuExit, VcpuKick};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+
+pub use exec_lock::ExecLock;
 
 /// Instructions run between two checks for interrupts, timers and stop requests.
 const BLOCK: u64 = 2048;
@@ -80,6 +83,8 @@ pub struct InterpVcpu {
     pub instructions: u64,
     /// Batches of instructions run (every `SLICE_BLOCKS` starts a new slice).
     slices: u64,
+    /// The turn-taking with the machine's other vCPUs, if it has any.
+    exec_lock: Option<Arc<ExecLock>>,
 }
 
 impl InterpVcpu {
@@ -92,7 +97,21 @@ impl InterpVcpu {
             cpu.apic = p.lapic(id as usize);
         }
         let wait_sipi = id != 0 && platform.is_some();
-        Self { cpu, stop: Arc::new(Stop::default()), platform, wait_sipi, instructions: 0, slices: 0 }
+        Self {
+            cpu,
+            stop: Arc::new(Stop::default()),
+            platform,
+            wait_sipi,
+            instructions: 0,
+            slices: 0,
+            exec_lock: None,
+        }
+    }
+
+    /// Makes this vCPU take turns with the others given the same `lock` (every vCPU of a
+    /// machine with more than one): see [`ExecLock`].
+    pub fn share_execution(&mut self, lock: Arc<ExecLock>) {
+        self.exec_lock = Some(lock);
     }
 
     /// The CPU state (registers, segments, control registers) for tests and direct boot.
@@ -210,6 +229,9 @@ impl InterpVcpu {
             if let Some(l) = limit {
                 left = left.min(l - (self.instructions - start));
             }
+            // The batch runs in this vCPU's turn (halting and waiting for SIPI are outside it).
+            let exec_lock = self.exec_lock.clone();
+            let _turn = exec_lock.as_deref().map(ExecLock::take);
             while left > 0 {
                 let c = &mut *self.cpu;
                 // STI and MOV/POP SS hold interrupts off for exactly one instruction: the next
@@ -232,7 +254,10 @@ impl InterpVcpu {
                     Ok(exec::Flow::Next) if end_of_shadow => break,
                     Ok(exec::Flow::Next) => {}
                     Ok(exec::Flow::Branch) => {
-                        if c.halted || c.inhibit_irq || end_of_shadow {
+                        // A spinning vCPU gives the others their turn at once: the one it
+                        // waits for may hold the lock it spins on.
+                        let yields = std::mem::take(&mut c.paused) && exec_lock.is_some();
+                        if c.halted || c.inhibit_irq || end_of_shadow || yields {
                             break;
                         }
                     }

@@ -626,3 +626,56 @@ fn a_faulting_instruction_leaves_the_flags_as_they_were() {
     assert!(c.flag(flags::CF), "the carry is kept for the instruction's second run");
     assert_eq!(c.phys_read(0x20000, 4), 0x1234_5678);
 }
+
+/// Two vCPUs on one memory, each adding to one counter with `lock inc` `n` times; returns the
+/// count, or None without nasm.
+fn racing_locked_increments(share: bool, n: u32) -> Option<u32> {
+    let src = format!(
+        r#"
+bits 16
+org 0x1000
+    xor ax, ax
+    mov ds, ax
+    mov ecx, {n}
+l:  lock inc dword [0x3000]
+    dec ecx
+    jnz l
+    cli
+    hlt
+"#
+    );
+    let code = nasm(&src)?;
+    let mem: GuestMemory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+    mem.write_slice(&code, GuestAddress(0x1000)).unwrap();
+    let lock = ExecLock::new();
+    let threads: Vec<_> = (0..2u32)
+        .map(|id| {
+            let mut v = InterpVcpu::new(&mem, u64::MAX, id, None);
+            if share {
+                v.share_execution(lock.clone());
+            }
+            let c = v.cpu();
+            c.segs[cpu::CS] = Segment::real(0, 0x9b);
+            c.rip = 0x1000;
+            std::thread::spawn(move || {
+                let io = Recorder::default();
+                let t = std::time::Instant::now();
+                while !v.cpu().halted && t.elapsed().as_secs() < 60 {
+                    v.run_for(&io, 1_000_000).unwrap();
+                }
+                assert!(v.cpu().halted, "vCPU {id} finished its loop");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    Some(mem.read_obj::<u32>(GuestAddress(0x3000)).unwrap())
+}
+
+#[test]
+fn locked_increments_from_two_vcpus_are_atomic() {
+    let n = 2_000_000;
+    let Some(count) = racing_locked_increments(true, n) else { return };
+    assert_eq!(count, 2 * n, "no increment lost");
+}
