@@ -113,6 +113,7 @@ pub fn start_vnc(
     std::thread::Builder::new()
         .name("vnc-accept".into())
         .spawn(move || {
+            let mut refused = 0u64;
             for stream in listener.incoming() {
                 let Ok(stream) = stream else {
                     // Out of file descriptors, most likely: don't spin.
@@ -120,9 +121,13 @@ pub fn start_vnc(
                     continue;
                 };
                 let Some(handshake) = slots.begin_handshake() else {
-                    log::warn!(
-                        "VNC: {MAX_HANDSHAKES} connections are already in the handshake; refusing one more"
-                    );
+                    // A flood is logged at the first refusal and every power of two after it.
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        log::warn!(
+                            "VNC: {MAX_HANDSHAKES} connections are already in the handshake; refusing more ({refused} so far)"
+                        );
+                    }
                     continue;
                 };
                 let (display, keys, password) = (display.clone(), keys.clone(), password.clone());
