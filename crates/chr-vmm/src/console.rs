@@ -93,8 +93,6 @@ pub struct Console {
     pub out: ConsoleOut,
     /// Where input goes.
     pub input: InputTarget,
-    /// The login prompt's watch (the runner rearms it when the guest resets).
-    pub prompt: Arc<PromptWatch>,
     _terminal: Option<RawTerminal>,
 }
 
@@ -149,7 +147,12 @@ impl Console {
             }
         };
         let prompt = Arc::new(PromptWatch::new(ready_file));
-        Ok(Self { out: ConsoleOut(sink, prompt.clone()), input, prompt, _terminal: terminal })
+        Ok(Self { out: ConsoleOut(sink, prompt), input, _terminal: terminal })
+    }
+
+    /// The login prompt's watch (the runner rearms it when the guest resets).
+    pub fn prompt(&self) -> &PromptWatch {
+        &self.out.1
     }
 }
 

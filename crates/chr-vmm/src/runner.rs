@@ -142,7 +142,7 @@ pub fn run(args: RunArgs) -> Result<u8, VmError> {
         match boot_once(&cfg, &console, &rx, &tx, &mut terms)? {
             Outcome::Reset => {
                 log::info!("guest reset: rebuilding the machine");
-                console.prompt.rearm();
+                console.prompt().rearm();
             }
             Outcome::PowerOff => {
                 log::info!("guest powered off");

@@ -69,6 +69,13 @@ pub fn sample(pid: u32) -> CpuSample {
     s
 }
 
+/// Runs `f` and describes where the CPU went meanwhile (see [`describe`]).
+pub fn during<T>(pid: u32, f: impl FnOnce() -> T) -> (T, String) {
+    let before = sample(pid);
+    let out = f();
+    (out, describe(&before, &sample(pid)))
+}
+
 /// One line: the host's idle share, then each VMM thread that used at least 1% and this
 /// process, as shares of all CPU time between `before` and `after`.
 pub fn describe(before: &CpuSample, after: &CpuSample) -> String {

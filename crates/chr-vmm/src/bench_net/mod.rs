@@ -419,10 +419,9 @@ impl Setup<'_> {
             let sink = format!("nc -l -p {GUEST_SINK_PORT} -e /tmp/bench-sink");
             console.run(&listen_cmd(&sink, GUEST_SINK_PORT), SETUP_TIMEOUT)?;
             let pid = running.child.id();
-            let before = cpu::sample(pid);
-            let t = measure::send_to_guest(plan.guest_addr(GUEST_SINK_PORT), bytes)?;
-            fig.to_guest.push(measure::mib_per_s(bytes, t));
-            let to_guest_cpu = cpu::describe(&before, &cpu::sample(pid));
+            let (t, to_guest_cpu) =
+                cpu::during(pid, || measure::send_to_guest(plan.guest_addr(GUEST_SINK_PORT), bytes));
+            fig.to_guest.push(measure::mib_per_s(bytes, t?));
 
             let send = format!(
                 "dd if=/dev/zero bs=65536 count={} 2>/dev/null | nc {} {listen_port}",
@@ -430,20 +429,19 @@ impl Setup<'_> {
                 plan.host_from_guest()
             );
             let pending = console.start(&send)?;
-            let before = cpu::sample(pid);
-            let t = measure::receive_from_guest(&listener, bytes, Instant::now() + transfer_timeout)?;
-            fig.from_guest.push(measure::mib_per_s(bytes, t));
-            let from_guest_cpu = cpu::describe(&before, &cpu::sample(pid));
+            let (t, from_guest_cpu) = cpu::during(pid, || {
+                measure::receive_from_guest(&listener, bytes, Instant::now() + transfer_timeout)
+            });
+            fig.from_guest.push(measure::mib_per_s(bytes, t?));
             match console.finish(pending, transfer_timeout)? {
                 0 => {}
                 status => {
                     return Err(BenchNetError::GuestFailed { cmd: send, status, tail: console.tail(400) })
                 }
             }
-            let before = cpu::sample(pid);
-            let t = measure::download(plan.guest_addr(GUEST_BULK_PORT), "/file", bytes)?;
-            fig.download.push(measure::mib_per_s(bytes, t));
-            let download_cpu = cpu::describe(&before, &cpu::sample(pid));
+            let (t, download_cpu) =
+                cpu::during(pid, || measure::download(plan.guest_addr(GUEST_BULK_PORT), "/file", bytes));
+            fig.download.push(measure::mib_per_s(bytes, t?));
             progress(
                 vmm,
                 backend,

@@ -177,8 +177,7 @@ impl DataPath {
                 return Direct::Copy;
             }
         };
-        let raw = self.hdr_scratch;
-        let Some((header, len)) = self.received(&raw[..self.backend_hdr], n) else {
+        let Some((header, len)) = self.received(self.hdr_scratch, n) else {
             return Direct::Dropped;
         };
         let limit = if header.is_gso() { ::net::MAX_GSO_FRAME } else { self.max_frame };

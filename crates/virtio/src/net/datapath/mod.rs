@@ -370,10 +370,10 @@ impl DataPath {
         }
     }
 
-    /// The header and frame length of the `n` bytes the backend handed over, the first
-    /// `raw_header` (empty for a backend without one), or `None` (counted) when its header asks
-    /// for something the guest did not accept.
-    fn received(&mut self, raw_header: &[u8], n: usize) -> Option<(VnetHeader, usize)> {
+    /// The header and frame length of the `n` bytes the backend handed over, starting with
+    /// `raw_header` (ignored for a backend without one), or `None` (counted) when its header
+    /// asks for something the guest did not accept.
+    fn received(&mut self, raw_header: [u8; ::net::VNET_HDR_LEN], n: usize) -> Option<(VnetHeader, usize)> {
         if self.backend_hdr == 0 {
             return Some((VnetHeader::default(), n));
         }
@@ -381,7 +381,7 @@ impl DataPath {
             NetStats::add(&self.stats.rx_dropped, 1);
             return None;
         };
-        let raw = VnetHeader::parse(raw_header);
+        let raw = VnetHeader::parse(&raw_header[..self.backend_hdr]);
         match raw.check_rx(len, self.offloads) {
             Ok(h) => Some((h, len)),
             Err(e) => {
@@ -414,9 +414,9 @@ impl DataPath {
                 Some(p) => p,
                 None => match self.backend.recv(&mut self.rx_frame) {
                     Ok(Some(n)) => {
-                        let raw: [u8; ::net::VNET_HDR_LEN] =
-                            std::array::from_fn(|i| self.rx_frame.get(i).copied().unwrap_or(0));
-                        match self.received(&raw[..self.backend_hdr], n) {
+                        // `rx_frame` is always longer than a header.
+                        let raw = self.rx_frame[..::net::VNET_HDR_LEN].try_into().unwrap_or_default();
+                        match self.received(raw, n) {
                             Some(p) => p,
                             None => continue,
                         }
