@@ -902,7 +902,9 @@ impl Cpu {
             | M::Outsb
             | M::Outsw
             | M::Outsd => return self.string(ins),
-            M::Movsd | M::Cmpsd if ins.op0_kind() != OpKind::Register || !ins.op0_register().is_xmm() => {
+            // The string forms only: MOVSD and CMPSD are also SSE2 scalar-double mnemonics
+            // (`movsd [mem], xmm` has a memory first operand too).
+            M::Movsd | M::Cmpsd if matches!(ins.code(), Code::Movsd_m32_m32 | Code::Cmpsd_m32_m32) => {
                 return self.string(ins)
             }
             M::Xlatb => {

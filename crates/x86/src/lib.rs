@@ -36,6 +36,7 @@ mod operand;
 mod phys;
 mod sse;
 mod system;
+mod x87;
 
 pub use cpu::{Cpu, Fault, Segment, TableReg};
 pub use phys::PhysMem;
