@@ -287,7 +287,7 @@ impl Cpu {
             }
             M::Add | M::Or | M::Adc | M::Sbb | M::And | M::Sub | M::Xor => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let b = self.rd(ins, 1)?;
                 let r = self.alu(m, size, a, b);
                 self.wr(ins, 0, r)?;
@@ -300,7 +300,7 @@ impl Cpu {
             }
             M::Inc | M::Dec => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let (r, op) = if m == M::Inc {
                     (a.wrapping_add(1), LazyOp::Inc)
                 } else {
@@ -312,13 +312,13 @@ impl Cpu {
             }
             M::Neg => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let r = self.alu(M::Sub, size, 0, a);
                 self.wr(ins, 0, r)?;
             }
             M::Not => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 self.wr(ins, 0, !a & mask(size))?;
             }
             M::Lea => {
@@ -335,14 +335,14 @@ impl Cpu {
                 self.wr(ins, 0, sx(v, s) as u64)?;
             }
             M::Xchg => {
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let b = self.rd(ins, 1)?;
                 self.wr(ins, 0, b)?;
                 self.wr(ins, 1, a)?;
             }
             M::Xadd => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let b = self.rd(ins, 1)?;
                 let r = self.alu(M::Add, size, a, b);
                 self.wr(ins, 0, r)?;
@@ -350,7 +350,7 @@ impl Cpu {
             }
             M::Cmpxchg => {
                 let size = self.op_size(ins, 0);
-                let d = self.rd(ins, 0)?;
+                let d = self.rd_rmw(ins, 0)?;
                 let acc = self.reg(0, size);
                 self.alu(M::Cmp, size, acc, d);
                 if acc == d {
@@ -384,7 +384,7 @@ impl Cpu {
             }
             M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let c = if ins.op_count() > 1 { self.rd(ins, 1)? } else { 1 };
                 match self.shift(m, size, a, c) {
                     Some(r) => self.wr(ins, 0, r)?,
@@ -395,7 +395,7 @@ impl Cpu {
             }
             M::Shld | M::Shrd => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let b = self.rd(ins, 1)?;
                 let c = self.rd(ins, 2)?;
                 match self.double_shift(m == M::Shld, size, a, b, c) {
@@ -433,7 +433,11 @@ impl Cpu {
                         4 => ea & 0xffff_ffff,
                         _ => ea,
                     };
-                    let v = self.read(seg, ea, size as usize)?;
+                    let v = if m == M::Bt {
+                        self.read(seg, ea, size as usize)?
+                    } else {
+                        self.read_rmw(seg, ea, size as usize)?
+                    };
                     let bit = (soff as u64) & (bits - 1);
                     let cf = (v >> bit) & 1 != 0;
                     let nv = match m {
@@ -447,7 +451,7 @@ impl Cpu {
                     }
                     self.set_status(CF, if cf { CF } else { 0 });
                 } else {
-                    let v = self.rd(ins, 0)?;
+                    let v = if m == M::Bt { self.rd(ins, 0)? } else { self.rd_rmw(ins, 0)? };
                     let bit = off & (bits - 1);
                     let cf = (v >> bit) & 1 != 0;
                     let nv = match m {
