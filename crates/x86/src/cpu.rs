@@ -812,6 +812,12 @@ impl Cpu {
         Ok(())
     }
 
+    /// Checks that a read of the byte at `lin` would succeed (without reading: MMIO has
+    /// side effects).
+    pub fn probe_read(&mut self, lin: u64) -> R<()> {
+        self.tlb_lookup(lin, Access::Read).map(|_| ())
+    }
+
     /// Checks that a write to `lin` would succeed (for instructions that must not fault
     /// half-way).
     pub fn probe_write(&mut self, lin: u64, size: usize) -> R<()> {

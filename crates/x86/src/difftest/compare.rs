@@ -64,7 +64,7 @@ fn rflags(r: u32) -> u64 {
 /// Whether the destination is architecturally undefined (BSF/BSR of zero, double shifts by
 /// more than the operand size).
 fn undefined_dest(ins: &Instruction, before: &State) -> bool {
-    let size = ins.op0_register().size() as u64;
+    let size = ins.op0_register().size().max(ins.memory_size().size()) as u64;
     match ins.mnemonic() {
         M::Shld | M::Shrd if size == 2 => {
             let c = if ins.op2_kind() == iced_x86::OpKind::Register {
@@ -118,27 +118,28 @@ pub(crate) fn diff(ins: &Instruction, before: &State, want: &Outcome, got: &Outc
             d.push(format!("{what}: host {:02x?}, interpreter {:02x?}", &w.fx[range.clone()], &g.fx[range]));
         }
     }
-    if let Some(i) = (0..w.data.len()).find(|&i| i / 4096 != HOLE && w.data[i] != g.data[i]) {
+    let skip_mem = skip_dest && ins.op0_kind() == iced_x86::OpKind::Memory;
+    if let Some(i) = (0..w.data.len()).find(|&i| i / 4096 != HOLE && w.data[i] != g.data[i] && !skip_mem) {
         let n = (0..w.data.len()).filter(|&i| i / 4096 != HOLE && w.data[i] != g.data[i]).count();
-        d.push(format!(
-            "memory: {n} bytes differ, first at {:#x}: host {:#04x}, interpreter {:#04x}",
-            DATA + i as u64,
-            w.data[i],
-            g.data[i]
-        ));
+        let at: Vec<String> = (i..w.data.len())
+            .filter(|&i| i / 4096 != HOLE && w.data[i] != g.data[i])
+            .take(12)
+            .map(|i| format!("{:#x}: {:02x}/{:02x}", DATA + i as u64, w.data[i], g.data[i]))
+            .collect();
+        d.push(format!("memory: {n} bytes differ (host/interpreter) {}", at.join(" ")));
     }
     d
 }
 
 /// Whether two faults are the same, allowing for what Linux hides: the top page of the lower
-/// half counts as kernel space there, so its page faults say "protection".
+/// half and the upper half count as kernel space there, so their page faults say "protection".
 fn same_trap(w: Trap, g: Trap) -> bool {
     if w.vector != g.vector {
         return false;
     }
     match w.vector {
         14 => {
-            let top = w.cr2 >= 0x7fff_ffff_f000 && w.cr2 < 0x8000_0000_0000;
+            let top = w.cr2 >= 0x7fff_ffff_f000;
             let m = if top { !1 } else { !0 };
             w.cr2 == g.cr2 && (w.error & m) == (g.error & m)
         }

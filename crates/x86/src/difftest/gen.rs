@@ -107,6 +107,10 @@ pub(crate) fn forms(group: Group, amd: bool) -> Vec<Code> {
                 && !matches!(code.mnemonic(), M::Ud0 | M::Ud1 | M::Ud2)
             || excluded(code.mnemonic())
             || op.op_kinds().iter().any(|&k| segment_operand(k))
+            // AMD raises #UD for 0F 0D with a register operand (a reserved NOP on Intel).
+            || amd && format!("{code:?}").starts_with("Reservednop") && format!("{code:?}").ends_with("0F0D")
+            // AMD reads four bytes for MOVSXD r16, m16 (Intel two).
+            || amd && code == Code::Movsxd_r16_rm16
         {
             continue;
         }
@@ -143,7 +147,8 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
         }
         let w = op.w() == 1 || (op.operand_size() == 64 && !op.default_op_size64() && !op.force_op_size64());
         let rex = if w { 0x48 } else { 0x40 } | (rng.next() & 7) as u8;
-        if w || rng.chance(50) {
+        // F3 REX.B 90 exchanges R8 with RAX on the host; iced decodes it as PAUSE.
+        if (w || rng.chance(50)) && code != Code::Pause {
             b.push(rex);
         }
         match op.table() {
@@ -204,6 +209,13 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
     let m = ins.mnemonic();
     if matches!(m, M::Div | M::Idiv) && rng.chance(70) {
         gpr[2] = if rng.chance(50) { 0 } else { rng.below(16) };
+    }
+    // BT* with a register bit offset reach up to 2^60 bytes away: kept within 256 bytes.
+    if matches!(m, M::Bt | M::Bts | M::Btr | M::Btc)
+        && ins.op0_kind() == iced_x86::OpKind::Memory
+        && ins.op1_kind() == iced_x86::OpKind::Register
+    {
+        gpr[crate::operand::gpr(ins.op1_register()).0] = rng.below(4096).wrapping_sub(2048);
     }
     if matches!(m, M::Enter | M::Leave) {
         gpr[5] = target(rng, 8);
@@ -282,6 +294,32 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
         let ea = u.virtual_address(0, get)?;
         let span = u.memory_size().size().max(16) as u64 * (rcx + 1) + 512;
         if !safe(ea.wrapping_sub(span), 2 * span) {
+            return None;
+        }
+    }
+    // BT* reach their bit offset's byte: checked too (the offset register may be the base).
+    if matches!(m, M::Bt | M::Bts | M::Btr | M::Btc)
+        && ins.op0_kind() == iced_x86::OpKind::Memory
+        && ins.op1_kind() == iced_x86::OpKind::Register
+    {
+        let r = ins.op1_register();
+        let bits = r.size() as u32 * 8;
+        let off = ((gpr[crate::operand::gpr(r).0] << (64 - bits)) as i64 >> (64 - bits)) >> 3;
+        let mut ea = ins.memory_displacement64();
+        for x in [ins.memory_base(), ins.memory_index()] {
+            if x != Register::None {
+                let scale = if x == ins.memory_index() { ins.memory_index_scale() as u64 } else { 1 };
+                ea = ea.wrapping_add(gpr[crate::operand::gpr(x).0].wrapping_mul(scale));
+            }
+        }
+        if !safe(ea.wrapping_add(off as u64).wrapping_sub(64), 128) {
+            return None;
+        }
+    }
+    // ENTER checks its final stack pointer, up to 64 KiB lower: never in the code pages.
+    if m == M::Enter {
+        let fin = gpr[4].wrapping_sub(ins.immediate16() as u64 + 33 * 8);
+        if (WINDOW..WINDOW + 0x8000).contains(&fin) {
             return None;
         }
     }

@@ -29,6 +29,8 @@ const STUB_SAVE: u64 = STUB + 0x100;
 pub(crate) enum Path {
     /// Decoded into a block with its threaded handler (what `run_for` does).
     Block,
+    /// The same with the data pages in the TLB: the handlers' host-pointer fast paths.
+    BlockWarm,
     /// Fetched and executed alone through `Cpu::exec` (`step_uncached`).
     Single,
 }
@@ -100,9 +102,14 @@ impl Interp {
         c.rip = STUB;
         c.step_uncached().expect("the interpreter's FXRSTOR takes the state");
         c.set_flags(s.rflags);
+        if path == Path::BlockWarm {
+            for i in (0..DATA_PAGES as u64).filter(|&i| i != HOLE as u64) {
+                c.probe_write(DATA + i * 4096, 1).expect("the data pages are writable");
+            }
+        }
         c.rip = INSN;
         let r = match path {
-            Path::Block => match c.find_block() {
+            Path::Block | Path::BlockWarm => match c.find_block() {
                 Ok(Some(b)) => c.run_blocks(b, 1, false).1,
                 Ok(None) => panic!("the instruction at {INSN:#x} does not make a block"),
                 Err(f) => {

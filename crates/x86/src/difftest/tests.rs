@@ -44,7 +44,7 @@ fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, St
                 t.faults += 1;
             }
             let mut differed = false;
-            for path in [Path::Block, Path::Single] {
+            for path in [Path::Block, Path::BlockWarm, Path::Single] {
                 let got = interp.run(&bytes, &state, path);
                 let d = super::compare::diff(&ins, &state, &want, &got);
                 if !d.is_empty() {
@@ -96,7 +96,7 @@ fn check(name: &str, group: Group, default_cases: usize, seed: u64) {
 
 #[test]
 fn integer_instructions_match_the_host_cpu() {
-    check("integer_instructions_match_the_host_cpu", Group::Integer, 24, 0x1234_5678_9abc_def1);
+    check("integer_instructions_match_the_host_cpu", Group::Integer, 100, 0x1234_5678_9abc_def1);
 }
 
 /// Gated until the x87 rewrite lands: `CHR_VMM_DIFF_GROUPS=x87`.
