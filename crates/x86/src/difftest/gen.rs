@@ -224,15 +224,7 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
     for c in data.chunks_mut(8) {
         c.copy_from_slice(&rng.operand().to_le_bytes());
     }
-    let mut fx = Box::new([0u8; 512]);
-    fx[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
-    fx[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
-    fx[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
-    if group != Group::Integer {
-        for b in fx[160..416].iter_mut() {
-            *b = rng.next() as u8;
-        }
-    }
+    let fx = fp_state(rng, group);
     // Aim every memory operand.
     let mut factory = InstructionInfoFactory::new();
     let used: Vec<_> = factory.info(&ins).used_memory().to_vec();
@@ -410,5 +402,77 @@ pub(crate) fn target(rng: &mut Rng, size: u64) -> u64 {
             .wrapping_sub(32)
     } else {
         0x8000_0000_0000u64.wrapping_sub(rng.below(2 * size + 2))
+    }
+}
+
+/// The FXSAVE image a case starts from: the default control state for the integer group;
+/// random rounding, precision, stack top, tags, registers (with the special values weighted
+/// in) and MXCSR for the others, exceptions masked but for a few cases.
+pub(crate) fn fp_state(rng: &mut Rng, group: Group) -> Box<[u8; 512]> {
+    let mut fx = Box::new([0u8; 512]);
+    let mut fcw = 0x037fu16;
+    let mut fsw = 0u16;
+    let mut ftw = 0u8;
+    let mut mxcsr = 0x1f80u32;
+    if group != Group::Integer {
+        fcw = (fcw & !0xf00) | (rng.next() as u16 & 0xf00);
+        fsw = rng.next() as u16 & 0x4700 | (rng.below(8) as u16) << 11;
+        ftw = rng.next() as u8;
+        mxcsr |= (rng.next() as u32) & 0xe07f;
+        if rng.chance(10) {
+            mxcsr &= !((rng.next() as u32 & 0x3f) << 7);
+        }
+        for i in 0..8 {
+            let v = ext80(rng);
+            fx[32 + 16 * i..42 + 16 * i].copy_from_slice(&v.to_le_bytes()[..10]);
+        }
+        for i in 0..16 {
+            for lane in 0..2 {
+                let v = lane64(rng);
+                let o = 160 + 16 * i + 8 * lane;
+                fx[o..o + 8].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    fx[0..2].copy_from_slice(&fcw.to_le_bytes());
+    fx[2..4].copy_from_slice(&fsw.to_le_bytes());
+    fx[4] = ftw;
+    fx[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+    fx[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
+    fx
+}
+
+/// An 80-bit extended value: normal numbers near 1, zeros, infinities, NaNs, denormals and
+/// the unsupported encodings (unnormals, pseudo-NaNs).
+fn ext80(rng: &mut Rng) -> u128 {
+    let sign = (rng.next() & 1) << 15;
+    let m = rng.next();
+    let (exp, mant) = match rng.below(10) {
+        0 => (0, 0),
+        1 => (0x7fff, 1 << 63),
+        2 => (0x7fff, 0xc000_0000_0000_0000 | m >> 2),
+        3 => (0x7fff, (1 << 63) | (m >> 3).max(1)),
+        4 => (0, m >> 1),
+        5 => (rng.below(0x7ffe) + 1, m >> 1),
+        6 => (rng.below(0x7fff), m),
+        _ => (0x3fff + rng.below(128) - 64, m | 1 << 63),
+    };
+    mant as u128 | ((sign | exp) as u128) << 64
+}
+
+/// 64 bits of an XMM register: two singles or a double from the special values, or noise.
+fn lane64(rng: &mut Rng) -> u64 {
+    let f32s =
+        [0f32, -0.0, 1.0, -1.5, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, 1e-40, 3.0e38];
+    let f64s = [0f64, -0.0, 1.0, -2.5, f64::INFINITY, f64::NAN, f64::MIN_POSITIVE, 5e-320, 1e308, 0.1];
+    match rng.below(4) {
+        0 => {
+            let a = f32s[rng.below(10) as usize].to_bits() as u64;
+            let b = f32s[rng.below(10) as usize].to_bits() as u64;
+            a | b << 32
+        }
+        1 => f64s[rng.below(10) as usize].to_bits(),
+        2 => (rng.next() as f64 / 7.0 - 1e18).to_bits(),
+        _ => rng.operand(),
     }
 }
