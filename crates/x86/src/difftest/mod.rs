@@ -15,6 +15,8 @@ pub(crate) mod gen;
 pub(crate) mod interp;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod native;
+#[cfg(test)]
+mod regress;
 mod tests;
 
 /// Where the layout lives, in the test process and in the guest's linear address space.
