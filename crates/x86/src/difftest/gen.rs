@@ -4,7 +4,7 @@
 //! aimed at a page boundary of the data pages (or a non-canonical address) and checked to stay
 //! inside the window before it may run natively.
 
-use super::{Rng, State, DATA, DATA_LEN, DATA_PAGES, INSN, WINDOW, WINDOW_SIZE};
+use super::{Rng, State, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, WINDOW, WINDOW_SIZE};
 use iced_x86::{
     Code, CpuidFeature as F, Decoder, DecoderOptions, EncodingKind, FlowControl, Instruction,
     InstructionInfoFactory, MandatoryPrefix, Mnemonic as M, OpCodeOperandKind as K, OpCodeTableKind,
@@ -89,6 +89,29 @@ fn segment_operand(k: K) -> bool {
     matches!(k, K::es | K::cs | K::ss | K::ds | K::fs | K::gs | K::seg_reg)
 }
 
+/// Near branches, calls and returns with a 64-bit operand size: their targets can be aimed
+/// at `LANDING` (far ones load CS, 16-bit ones truncate RIP differently by vendor).
+fn near_branch(code: Code) -> bool {
+    let op = code.op_code();
+    matches!(
+        code.flow_control(),
+        FlowControl::UnconditionalBranch
+            | FlowControl::ConditionalBranch
+            | FlowControl::IndirectBranch
+            | FlowControl::Call
+            | FlowControl::IndirectCall
+            | FlowControl::Return
+    ) && op.operand_size() != 16
+        && !op.op_kinds().iter().any(|k| format!("{k:?}").contains("far") || format!("{k:?}").contains("r16"))
+        && !matches!(
+            code.mnemonic(),
+            M::Retf | M::Iret | M::Iretd | M::Iretq | M::Jmpe | M::Xbegin | M::Sysret
+        )
+        && !["rel16", "rm16", "Retnw", "m1616", "m1632", "m1664", "ptr16"]
+            .iter()
+            .any(|n| format!("{code:?}").contains(n))
+}
+
 /// The Codes of `group` this harness can run.
 pub(crate) fn forms(group: Group, amd: bool) -> Vec<Code> {
     let feats = group.features();
@@ -105,6 +128,7 @@ pub(crate) fn forms(group: Group, amd: bool) -> Vec<Code> {
             || op.fwait()
             || code.flow_control() != FlowControl::Next
                 && !matches!(code.mnemonic(), M::Ud0 | M::Ud1 | M::Ud2)
+                && !near_branch(code)
             || excluded(code.mnemonic())
             || op.op_kinds().iter().any(|&k| segment_operand(k))
             // AMD raises #UD for 0F 0D with a register operand (a reserved NOP on Intel).
@@ -265,6 +289,9 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
             }
             _ => return None,
         }
+    }
+    if near_branch(ins.code()) && !aim_branch(&mut bytes, &mut ins, &mut gpr, &mut data) {
+        return None;
     }
     // Successful compare-exchanges half of the time.
     if matches!(m, M::Cmpxchg | M::Cmpxchg8b | M::Cmpxchg16b) && rng.chance(50) {
@@ -475,4 +502,57 @@ fn lane64(rng: &mut Rng) -> u64 {
         2 => (rng.next() as f64 / 7.0 - 1e18).to_bits(),
         _ => rng.operand(),
     }
+}
+
+/// Points a branch at `LANDING`: a relative displacement is patched, an indirect target
+/// register or memory word (or the return address) set; a target in memory that cannot be
+/// written faults instead. False when the branch cannot be aimed.
+fn aim_branch(bytes: &mut [u8], ins: &mut Instruction, gpr: &mut [u64; 16], data: &mut [u8]) -> bool {
+    use iced_x86::OpKind;
+    let reg = |r: Register| crate::operand::gpr(r).0;
+    let mut store = |ea: u64, data: &mut [u8]| {
+        for (i, b) in LANDING.to_le_bytes().iter().enumerate() {
+            let off = ea.wrapping_add(i as u64).wrapping_sub(DATA);
+            if off < data.len() as u64 && off / 4096 != HOLE as u64 {
+                data[off as usize] = *b;
+            }
+        }
+    };
+    match ins.flow_control() {
+        FlowControl::Return => store(gpr[4], data),
+        FlowControl::IndirectBranch | FlowControl::IndirectCall => match ins.op0_kind() {
+            OpKind::Register if ins.op0_register().size() == 8 => gpr[reg(ins.op0_register())] = LANDING,
+            OpKind::Memory => {
+                let get = |r: Register, _: usize, _: usize| -> Option<u64> {
+                    if r.is_segment_register() {
+                        Some(0)
+                    } else if r == Register::RIP {
+                        Some(ins.next_ip())
+                    } else {
+                        Some(gpr[reg(r)] & mask(r))
+                    }
+                };
+                let Some(ea) = ins.virtual_address(0, 0, get) else { return false };
+                store(ea, data);
+            }
+            _ => return false,
+        },
+        _ => {
+            let mut dec = Decoder::with_ip(64, bytes, INSN, DecoderOptions::NONE);
+            let first = dec.decode();
+            let offs = dec.get_constant_offsets(&first);
+            let (o, n) = (offs.immediate_offset(), offs.immediate_size());
+            let rel = LANDING.wrapping_sub(INSN + bytes.len() as u64) as i64;
+            match n {
+                1 => bytes[o] = rel as i8 as u8,
+                4 => bytes[o..o + 4].copy_from_slice(&(rel as i32).to_le_bytes()),
+                _ => return false,
+            }
+            *ins = Decoder::with_ip(64, bytes, INSN, DecoderOptions::NONE).decode();
+            if ins.near_branch_target() != LANDING {
+                return false;
+            }
+        }
+    }
+    true
 }

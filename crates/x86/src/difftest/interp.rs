@@ -3,7 +3,7 @@
 //! inaccessible page not present. The FP state goes in and out through the interpreter's own
 //! FXRSTOR and FXSAVE, run from a stub page the instruction never reaches.
 
-use super::{Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, WINDOW};
+use super::{Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, WINDOW};
 use crate::cpu::{self, Fault, Segment};
 use crate::InterpVcpu;
 use machine::memory::GuestMemory;
@@ -81,6 +81,9 @@ impl Interp {
         code[..insn.len()].copy_from_slice(insn);
         // UD2 after the instruction ends the block: its #UD there means the instruction ran.
         code[insn.len()..insn.len() + 2].copy_from_slice(&[0x0f, 0x0b]);
+        // And at the landing of taken branches.
+        let landing = (LANDING - INSN) as usize;
+        code[landing..landing + 2].copy_from_slice(&[0x0f, 0x0b]);
         mem.write_slice(&code, GuestAddress(CODE_PHYS + (INSN - CODE))).unwrap();
         mem.write_slice(&s.fx[..], GuestAddress(FX_PHYS)).unwrap();
         for i in (0..DATA_PAGES).filter(|&i| i != HOLE) {
@@ -122,7 +125,10 @@ impl Interp {
         let ud2_at = INSN + insn.len() as u64;
         let trap = match r {
             Ok(_) => None,
-            Err(Fault::Exc(6, None)) if c.cur_ip == ud2_at => None,
+            Err(Fault::Exc(6, None)) if c.cur_ip == ud2_at || c.cur_ip == LANDING => {
+                c.rip = c.cur_ip;
+                None
+            }
             Err(Fault::Exc(v, e)) => {
                 c.rip = c.cur_ip;
                 Some(Trap { vector: v, error: e.unwrap_or(0), cr2: if v == cpu::PF_V { c.cr2 } else { 0 } })

@@ -27,6 +27,9 @@ pub(crate) const WINDOW_SIZE: u64 = 1 << 20;
 pub(crate) const CODE: u64 = WINDOW;
 /// The instruction's address.
 pub(crate) const INSN: u64 = CODE + 0x200;
+/// Where the generator aims branches: taken branches land here (fall-through lands after the
+/// instruction), within reach of a rel8 displacement.
+pub(crate) const LANDING: u64 = INSN + 0x40;
 /// The first data page.
 pub(crate) const DATA: u64 = WINDOW + 0x10000;
 /// Data pages; `HOLE` of them is inaccessible.

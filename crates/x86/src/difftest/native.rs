@@ -2,7 +2,9 @@
 //! instruction run on the host CPU between a stub that loads the whole state and one that
 //! saves it, faults caught by signal handlers that read the trap from the signal's context.
 
-use super::{Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, WINDOW, WINDOW_SIZE};
+use super::{
+    Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, WINDOW, WINDOW_SIZE,
+};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The context page: inputs, outputs and the fault record, at fixed offsets.
@@ -17,6 +19,7 @@ const C_ERR: u64 = CTX + 0xa8;
 const C_CR2: u64 = CTX + 0xb0;
 const C_FAULT_RIP: u64 = CTX + 0xb8;
 const C_FAULT_FLAGS: u64 = CTX + 0xc0;
+const C_TAKEN: u64 = CTX + 0xc8;
 const C_OUT: u64 = CTX + 0x100;
 const C_FAULT_GPR: u64 = CTX + 0x180;
 const C_FX_IN: u64 = CTX + 0x200;
@@ -133,6 +136,13 @@ fn stubs() -> Vec<u8> {
         a.mov_reg(r, C_IN + 8 * r as u64, true);
     }
     a.rip(&[0xe9], INSN); // jmp rel32
+                          // A taken branch: note it (MOV changes no flag) and save.
+    a.at(LANDING);
+    a.raw(&[0x48, 0xc7, 0x05]); // mov qword [rip+C_TAKEN], 1
+    let end = a.base + a.b.len() as u64 + 8;
+    a.raw(&(C_TAKEN.wrapping_sub(end) as i32).to_le_bytes());
+    a.raw(&1u32.to_le_bytes());
+    a.rip(&[0xe9], SAVE);
     a.at(SAVE);
     for r in 0..16 {
         a.mov_reg(r, C_OUT + 8 * r as u64, false);
@@ -288,6 +298,7 @@ impl Native {
         }
         w(C_FLAGS_IN, s.rflags);
         w(C_FAULTED, 0);
+        w(C_TAKEN, 0);
         // SAFETY: the entry stub saves and restores everything the C ABI needs (callee-saved
         // registers, RSP, the FP control state, DF); the instruction only touches the window
         // (the generator checks every memory operand before a case runs).
@@ -319,7 +330,7 @@ impl Native {
             out.rflags = r(C_FAULT_FLAGS);
             Some(Trap { vector: r(C_TRAPNO) as u8, error: r(C_ERR) as u32, cr2: r(C_CR2) })
         } else {
-            out.rip = INSN + insn.len() as u64;
+            out.rip = if r(C_TAKEN) != 0 { LANDING } else { INSN + insn.len() as u64 };
             out.rflags = r(C_FLAGS_OUT);
             None
         };
