@@ -510,7 +510,7 @@ fn lane64(rng: &mut Rng) -> u64 {
 fn aim_branch(bytes: &mut [u8], ins: &mut Instruction, gpr: &mut [u64; 16], data: &mut [u8]) -> bool {
     use iced_x86::OpKind;
     let reg = |r: Register| crate::operand::gpr(r).0;
-    let mut store = |ea: u64, data: &mut [u8]| {
+    let store = |ea: u64, data: &mut [u8]| {
         for (i, b) in LANDING.to_le_bytes().iter().enumerate() {
             let off = ea.wrapping_add(i as u64).wrapping_sub(DATA);
             if off < data.len() as u64 && off / 4096 != HOLE as u64 {
