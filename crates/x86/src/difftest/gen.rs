@@ -160,6 +160,11 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
         } else if op.can_use_repne_prefix() && rng.chance(50) {
             b.push(0xf2);
         }
+        // Segment overrides other than FS and GS are ignored in 64-bit mode, but SS decides
+        // between #SS and #GP for a non-canonical address.
+        if rng.chance(15) {
+            b.push([0x26, 0x2e, 0x36, 0x3e][rng.below(4) as usize]);
+        }
         if op.operand_size() == 16 {
             b.push(0x66);
         }
@@ -170,6 +175,10 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
             _ => {}
         }
         let w = op.w() == 1 || (op.operand_size() == 64 && !op.default_op_size64() && !op.force_op_size64());
+        // REX.W overrides a 66 prefix.
+        if w && op.mandatory_prefix() != MandatoryPrefix::P66 && rng.chance(10) {
+            b.push(0x66);
+        }
         let rex = if w { 0x48 } else { 0x40 } | (rng.next() & 7) as u8;
         // F3 REX.B 90 exchanges R8 with RAX on the host; iced decodes it as PAUSE.
         if (w || rng.chance(50)) && code != Code::Pause {
@@ -203,7 +212,10 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
         }
         let mut d = Decoder::with_ip(64, &b, INSN, DecoderOptions::NONE);
         let ins = d.decode();
-        if ins.is_invalid() || ins.code() != code || ins.segment_prefix() != Register::None {
+        if ins.is_invalid()
+            || ins.code() != code
+            || matches!(ins.segment_prefix(), Register::FS | Register::GS)
+        {
             continue;
         }
         // 32-bit addressing cannot reach the window.

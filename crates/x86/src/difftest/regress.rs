@@ -124,6 +124,9 @@ fn non_canonical_addresses_raise_gp_or_ss() {
     assert_eq!(run(&[0x48, 0x8b, 0x45, 0x00], &s).trap, ss);
     assert_eq!(run(&[0x48, 0x01, 0x00], &s).trap, gp);
     assert_eq!(run(&[0x89, 0x45, 0x00], &s).trap, ss);
+    // Overrides other than FS/GS are ignored: ds:[rbp] still raises #SS, ss:[rax] #GP.
+    assert_eq!(run(&[0x3e, 0x48, 0x8b, 0x45, 0x00], &s).trap, ss);
+    assert_eq!(run(&[0x36, 0x48, 0x8b, 0x00], &s).trap, gp);
     // push rax / pop rax with a non-canonical RSP, RSP unchanged.
     s.gpr[4] = 0xffff_0000_0000_0040;
     for code in [&[0x50u8][..], &[0x58]] {
