@@ -568,3 +568,47 @@ fn aim_branch(bytes: &mut [u8], ins: &mut Instruction, gpr: &mut [u64; 16], data
     }
     true
 }
+
+/// A register-only instruction that sets every status flag, to run just before `ins`: the
+/// instruction then starts from lazily computed flags (add, adc, sbb, sub, cmp, logic, inc,
+/// dec, neg at any size). It writes no register `ins` uses.
+pub(crate) fn flag_setter(rng: &mut Rng, ins: &Instruction) -> Vec<u8> {
+    let mut used = [false; 16];
+    used[4] = true;
+    let mut factory = InstructionInfoFactory::new();
+    for r in factory.info(ins).used_registers() {
+        let full = r.register().full_register();
+        if full.is_gpr64() {
+            used[crate::operand::gpr(full).0] = true;
+        }
+    }
+    let free: Vec<u8> = (0..16u8).filter(|&r| !used[r as usize]).collect();
+    let size = [1u8, 2, 4, 8][rng.below(4) as usize];
+    let src = rng.below(16) as u8;
+    // add, or, adc, sbb, and, sub, xor (write), cmp, test (read only), inc, dec, neg (write).
+    let kind = rng.below(12) as u8;
+    let writes = !matches!(kind, 7 | 8);
+    let dst = if writes {
+        match free.get(rng.below(free.len().max(1) as u64) as usize) {
+            Some(&d) => d,
+            None => return Vec::new(),
+        }
+    } else {
+        rng.below(16) as u8
+    };
+    let mut b = Vec::new();
+    if size == 2 {
+        b.push(0x66);
+    }
+    let (opcode, reg) = match kind {
+        0..=7 => ((kind << 3) + (size != 1) as u8, src),
+        8 => (0x84 + (size != 1) as u8, src),
+        9 | 10 => (0xfe + (size != 1) as u8, kind - 9),
+        _ => (0xf6 + (size != 1) as u8, 3),
+    };
+    let r_bit = if kind <= 8 && reg >= 8 { 4 } else { 0 };
+    b.push(0x40 | if size == 8 { 8 } else { 0 } | r_bit | (dst >= 8) as u8);
+    b.push(opcode);
+    b.push(0xc0 | (reg & 7) << 3 | (dst & 7));
+    b
+}

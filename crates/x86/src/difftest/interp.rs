@@ -23,6 +23,8 @@ const FX_IN: u64 = WINDOW + 0x2000;
 const FX_OUT: u64 = WINDOW + 0x2200;
 const STUB: u64 = WINDOW + 0x3000;
 const STUB_SAVE: u64 = STUB + 0x100;
+/// Room for code before the instruction.
+const PRE_ROOM: usize = 0x40;
 
 /// Which way the interpreter runs the instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +76,14 @@ impl Interp {
         Self { mem, vcpu }
     }
 
-    /// Runs `insn` at `INSN` from `s`, through `path`.
-    pub fn run(&mut self, insn: &[u8], s: &State, path: Path) -> Outcome {
+    /// Runs `insn` at `INSN` from `s`, through `path`, after `pre` (register-only code placed
+    /// just before it: the same block on the block path, a step of its own otherwise).
+    pub fn run(&mut self, pre: &[u8], insn: &[u8], s: &State, path: Path) -> Outcome {
         let mem = &self.mem;
+        let start = INSN - pre.len() as u64;
+        let mut head = vec![0u8; PRE_ROOM];
+        head[PRE_ROOM - pre.len()..].copy_from_slice(pre);
+        mem.write_slice(&head, GuestAddress(CODE_PHYS + (INSN - CODE) - PRE_ROOM as u64)).unwrap();
         let mut code = vec![0u8; 0x100];
         code[..insn.len()].copy_from_slice(insn);
         // UD2 after the instruction ends the block: its #UD there means the instruction ran.
@@ -110,7 +117,10 @@ impl Interp {
                 c.probe_write(DATA + i * 4096, 1).expect("the data pages are writable");
             }
         }
-        c.rip = INSN;
+        c.rip = start;
+        if path == Path::Single && !pre.is_empty() {
+            c.step_uncached().expect("register-only code runs");
+        }
         let r = match path {
             Path::Block | Path::BlockWarm => match c.find_block() {
                 Ok(Some(b)) => c.run_blocks(b, 1, false).1,

@@ -3,6 +3,14 @@
 //! and the single-step path) from the same state, and everything it leaves behind is compared:
 //! registers, flags, memory, the FXSAVE image and the fault it raised.
 //!
+//! A third of the cases run a register-only flag-setting instruction first, so that the
+//! instruction starts from lazily computed flags.
+//!
+//! Running: `cargo test -p x86 --lib difftest -- --nocapture` prints a summary per mnemonic;
+//! `CHR_VMM_DIFF_CASES=N` sets the cases per instruction form (100 by default for the integer
+//! group, 24 for the others), `CHR_VMM_DIFF_GROUPS=x87,mmx,sse` (or `all`) runs the groups
+//! whose interpreter code is still being rewritten.
+//!
 //! The layout is shared by both runners: a 1 MiB window at `WINDOW` that holds the code page,
 //! and four data pages, the third of which is inaccessible, so that memory operands cross page
 //! boundaries and fault on either side of them.

@@ -23,9 +23,9 @@ fn state() -> State {
 /// Runs `code` from `s` through both interpreter paths, which must agree.
 fn run(code: &[u8], s: &State) -> Outcome {
     let mut i = Interp::new();
-    let a = i.run(code, s, Path::Block);
-    let b = i.run(code, s, Path::Single);
-    let c = i.run(code, s, Path::BlockWarm);
+    let a = i.run(&[], code, s, Path::Block);
+    let b = i.run(&[], code, s, Path::Single);
+    let c = i.run(&[], code, s, Path::BlockWarm);
     for o in [&b, &c] {
         assert_eq!((a.trap, &a.state.gpr, a.state.rip), (o.trap, &o.state.gpr, o.state.rip), "paths differ");
         assert!(a.state.data == o.state.data, "paths differ in memory");

@@ -39,20 +39,21 @@ fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, St
             done += 1;
             total += 1;
             t.cases += 1;
-            let want = native.run(&bytes, &state);
+            let pre = if rng.chance(30) { gen::flag_setter(&mut rng, &ins) } else { Vec::new() };
+            let want = native.run(&pre, &bytes, &state);
             if want.trap.is_some() {
                 t.faults += 1;
             }
             let mut differed = false;
             for path in [Path::Block, Path::BlockWarm, Path::Single] {
-                let got = interp.run(&bytes, &state, path);
+                let got = interp.run(&pre, &bytes, &state, path);
                 let d = super::compare::diff(&ins, &state, &want, &got);
                 if !d.is_empty() {
                     differed = true;
                     shown += 1;
                     if shown <= 2 {
                         out.push(format!(
-                            "{code:?} `{ins}` ({bytes:02x?}) via {path:?}\n  before: gpr {:x?} flags {:#x}\n  {}",
+                            "{code:?} `{ins}` ({bytes:02x?}) after {pre:02x?} via {path:?}\n  before: gpr {:x?} flags {:#x}\n  {}",
                             state.gpr,
                             state.rflags,
                             d.join("\n  ")
