@@ -432,7 +432,7 @@ pub(crate) fn target(rng: &mut Rng, size: u64) -> u64 {
         let delta = rng.below(size + 4) as i64 - size as i64 - 1;
         boundary.wrapping_add(delta as u64)
     } else if r < 85 {
-        let page = [0u64, 1, 3][rng.below(3) as usize];
+        let page = [0u64, 1, 3, 4][rng.below(4) as usize];
         DATA + page * 4096 + rng.below(4096 - size.min(4096))
     } else if r < 95 {
         [0x8000_0000_0000_0000u64, 0x0000_8000_0000_0000, 0xffff_0000_0000_0000, 0x7fff_ffff_ffff_fff0]

@@ -3,7 +3,7 @@
 //! inaccessible page not present. The FP state goes in and out through the interpreter's own
 //! FXRSTOR and FXSAVE, run from a stub page the instruction never reaches.
 
-use super::{Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, WINDOW};
+use super::{Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, READ_ONLY, WINDOW};
 use crate::cpu::{self, Fault, Segment};
 use crate::InterpVcpu;
 use machine::memory::GuestMemory;
@@ -45,9 +45,11 @@ pub(crate) struct Interp {
 impl Interp {
     pub fn new() -> Self {
         let mem: GuestMemory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let pte = |table: u64, index: u64, target: u64| {
-            mem.write_obj::<u64>(target | 7, GuestAddress(table + 8 * index)).unwrap();
+        let pte_with = |table: u64, index: u64, target: u64, bits: u64| {
+            mem.write_obj::<u64>(target | bits, GuestAddress(table + 8 * index)).unwrap();
         };
+        // Present, writable, user.
+        let pte = |table: u64, index: u64, target: u64| pte_with(table, index, target, 7);
         pte(PML4, (WINDOW >> 39) & 511, PDPT);
         pte(PDPT, (WINDOW >> 30) & 511, PD);
         pte(PD, (WINDOW >> 21) & 511, PT);
@@ -56,7 +58,8 @@ impl Interp {
         pte(PT, page(FX_IN), FX_PHYS);
         pte(PT, page(STUB), STUB_PHYS);
         for i in (0..DATA_PAGES as u64).filter(|&i| i != HOLE as u64) {
-            pte(PT, page(DATA) + i, DATA_PHYS + i * 4096);
+            let bits = if i == READ_ONLY as u64 { 5 } else { 7 };
+            pte_with(PT, page(DATA) + i, DATA_PHYS + i * 4096, bits);
         }
         // fxrstor64 [rip+FX_IN] at STUB, fxsave64 [rip+FX_OUT] at STUB_SAVE.
         let rip_rel = |at: u64, op: u8, target: u64| {
@@ -114,7 +117,11 @@ impl Interp {
         c.set_flags(s.rflags);
         if path == Path::BlockWarm {
             for i in (0..DATA_PAGES as u64).filter(|&i| i != HOLE as u64) {
-                c.probe_write(DATA + i * 4096, 1).expect("the data pages are writable");
+                if i == READ_ONLY as u64 {
+                    c.probe_read(DATA + i * 4096).expect("the read-only page is readable");
+                } else {
+                    c.probe_write(DATA + i * 4096, 1).expect("the data pages are writable");
+                }
             }
         }
         c.rip = start;

@@ -12,8 +12,9 @@
 //! whose interpreter code is still being rewritten.
 //!
 //! The layout is shared by both runners: a 1 MiB window at `WINDOW` that holds the code page,
-//! and four data pages, the third of which is inaccessible, so that memory operands cross page
-//! boundaries and fault on either side of them.
+//! and five data pages, the third of which is inaccessible and the fifth read-only, so that
+//! memory operands cross page boundaries and fault on either side of them, not present or
+//! write-protected.
 
 // Elsewhere only the skip messages remain.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -40,9 +41,10 @@ pub(crate) const INSN: u64 = CODE + 0x200;
 pub(crate) const LANDING: u64 = INSN + 0x40;
 /// The first data page.
 pub(crate) const DATA: u64 = WINDOW + 0x10000;
-/// Data pages; `HOLE` of them is inaccessible.
-pub(crate) const DATA_PAGES: usize = 4;
+/// Data pages; `HOLE` of them is inaccessible (not present), `READ_ONLY` read-only.
+pub(crate) const DATA_PAGES: usize = 5;
 pub(crate) const HOLE: usize = 2;
+pub(crate) const READ_ONLY: usize = 4;
 pub(crate) const DATA_LEN: usize = DATA_PAGES * 4096;
 
 /// The machine state before (and after) one instruction.

@@ -3,7 +3,8 @@
 //! saves it, faults caught by signal handlers that read the trap from the signal's context.
 
 use super::{
-    Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, WINDOW, WINDOW_SIZE,
+    Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, READ_ONLY, WINDOW,
+    WINDOW_SIZE,
 };
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -287,6 +288,13 @@ impl Native {
             // SAFETY: as above.
             unsafe { std::ptr::read(addr as *const u64) }
         };
+        let ro = DATA + READ_ONLY as u64 * 4096;
+        let protect = |prot: libc::c_int| {
+            // SAFETY: the read-only data page of the window, made writable while it is filled.
+            let r = unsafe { libc::mprotect(ro as *mut libc::c_void, 4096, prot) };
+            assert_eq!(r, 0, "mprotect of the read-only data page");
+        };
+        protect(libc::PROT_READ | libc::PROT_WRITE);
         // SAFETY: the code page is mapped read-write-execute and the code is shorter than the
         // room before the save stub; the data pages are mapped read-write except the hole.
         unsafe {
@@ -300,6 +308,7 @@ impl Native {
         for i in 0..16 {
             w(C_IN + 8 * i as u64, s.gpr[i]);
         }
+        protect(libc::PROT_READ);
         w(C_FLAGS_IN, s.rflags);
         w(C_FAULTED, 0);
         w(C_TAKEN, 0);
