@@ -332,6 +332,9 @@ impl Vcpu for InterpVcpu {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
+mod difftest;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
