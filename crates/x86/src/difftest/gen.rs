@@ -124,8 +124,9 @@ pub(crate) fn forms(group: Group, amd: bool) -> Vec<Code> {
             || !op.cpl3()
             || op.is_input_output()
             || op.decoder_option() != 0
-            || !(if amd { op.amd_decoder64() } else { op.intel_decoder64() })
+            // The waiting x87 forms decode as WAIT and the no-wait form.
             || op.fwait()
+            || !(if amd { op.amd_decoder64() } else { op.intel_decoder64() })
             || code.flow_control() != FlowControl::Next
                 && !matches!(code.mnemonic(), M::Ud0 | M::Ud1 | M::Ud2)
                 && !near_branch(code)
@@ -159,6 +160,10 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
             b.push(0xf3);
         } else if op.can_use_repne_prefix() && rng.chance(50) {
             b.push(0xf2);
+        }
+        // LOOP/JECXZ on ECX.
+        if op.address_size() == 32 {
+            b.push(0x67);
         }
         // Segment overrides other than FS and GS are ignored in 64-bit mode, but SS decides
         // between #SS and #GP for a non-canonical address.
