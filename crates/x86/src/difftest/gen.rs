@@ -80,6 +80,22 @@ fn excluded(m: M) -> bool {
     )
 }
 
+/// Instructions that only read a selector: the interpreter's are set to Linux's user ones
+/// (CS 0x33, SS 0x2b, the others null). Loads are left out (the host's descriptor tables and
+/// its FS/GS bases are its own).
+fn reads_selector(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Mov_rm16_Sreg
+            | Code::Mov_r32m16_Sreg
+            | Code::Mov_r64m16_Sreg
+            | Code::Pushw_FS
+            | Code::Pushq_FS
+            | Code::Pushw_GS
+            | Code::Pushq_GS
+    )
+}
+
 /// Whether an operand is a segment register (their selectors differ from the host's).
 fn segment_operand(k: K) -> bool {
     matches!(k, K::es | K::cs | K::ss | K::ds | K::fs | K::gs | K::seg_reg)
@@ -127,7 +143,7 @@ pub(crate) fn forms(group: Group, amd: bool) -> Vec<Code> {
                 && !matches!(code.mnemonic(), M::Ud0 | M::Ud1 | M::Ud2)
                 && !near_branch(code)
             || excluded(code.mnemonic())
-            || op.op_kinds().iter().any(|&k| segment_operand(k))
+            || op.op_kinds().iter().any(|&k| segment_operand(k)) && !reads_selector(code)
             // AMD raises #UD for 0F 0D with a register operand (a reserved NOP on Intel).
             || amd && format!("{code:?}").starts_with("Reservednop") && format!("{code:?}").ends_with("0F0D")
             // AMD reads four bytes for MOVSXD r16, m16 (Intel two).
