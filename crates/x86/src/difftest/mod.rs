@@ -18,7 +18,7 @@
 //! write-protected.
 
 // Elsewhere only the skip messages remain.
-#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
 
 pub(crate) mod compare;
 pub(crate) mod gen;
