@@ -1,0 +1,1 @@
+//! Known-value tests of the x87.

@@ -1,0 +1,256 @@
+//! The x87 transcendental instructions: special operands by Intel's tables, finite ones
+//! computed in quad precision and rounded once to 64 bits.
+
+use super::arith::{precheck, Res};
+use super::float::*;
+use super::qmath::{self, Q};
+use super::C2;
+use crate::cpu::*;
+use iced_x86::{Instruction, Mnemonic as M};
+
+/// A quad result rounded to the 64-bit register format (always inexact for these).
+fn finish(ctl: Ctl, q: Q) -> Res {
+    if q.is_zero() {
+        return Res::exact(zero(q.is_neg()));
+    }
+    let (s, e, m) = q.parts();
+    // The quad result is never exact here: a sticky bit makes PE and C1 come out right.
+    Res::rounded(round(Ctl { prec: 64, ..ctl }, F80, true, s, e, m, true))
+}
+
+fn to_q(v: u128) -> Q {
+    let (s, e, m) = unpack(v);
+    Q::from_parts(s, e, m)
+}
+
+/// A constant (pi, pi/2...) with a sign, rounded by the control word.
+fn constant(ctl: Ctl, q: Q, neg: bool) -> Res {
+    finish(ctl, if neg { -q } else { q })
+}
+
+fn with(flags: u16, mut r: Res) -> Res {
+    r.flags |= flags;
+    r
+}
+
+/// FSIN, FCOS, FPTAN, FSINCOS on x: (first result, second result) or None when |x| >= 2^63
+/// (C2 set, nothing changes).
+fn trig(ctl: Ctl, m: M, x: u128) -> Option<(Res, Res)> {
+    let f = match precheck(ctl, x, None, false) {
+        Ok(f) => f,
+        Err(r) => return Some((r, r)),
+    };
+    let onev = Res::exact(one(false));
+    match class(x) {
+        Class::Inf => return Some((Res::invalid(), Res::invalid())),
+        Class::Zero => {
+            return Some(match m {
+                M::Fcos => (onev, onev),
+                M::Fsincos => (Res::exact(x), onev),
+                _ => (Res::exact(x), onev),
+            })
+        }
+        _ => {}
+    }
+    let (_, e, _) = unpack(x);
+    if e >= 63 {
+        return None;
+    }
+    let (s, c) = qmath::sin_cos(to_q(x));
+    Some(match m {
+        M::Fsin => (with(f, finish(ctl, s)), onev),
+        M::Fcos => (with(f, finish(ctl, c)), onev),
+        M::Fptan => (with(f, finish(ctl, s / c)), onev),
+        _ => (with(f, finish(ctl, s)), with(f, finish(ctl, c))),
+    })
+}
+
+/// FPATAN: atan2(y, x).
+fn patan(ctl: Ctl, y: u128, x: u128) -> Res {
+    let f = match precheck(ctl, y, Some(x), false) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let (cy, cx) = (class(y), class(x));
+    let (sy, sx) = (sign(y), sign(x));
+    let pi = qmath::pi();
+    let r = match (cy, cx) {
+        (Class::Zero, _) if !sx => Res::exact(y),
+        (Class::Zero, _) => constant(ctl, pi, sy),
+        (_, Class::Zero) => constant(ctl, pi.scale(-1), sy),
+        (Class::Inf, Class::Inf) => {
+            let q = if sx { pi.scale(-2) * Q::int(3) } else { pi.scale(-2) };
+            constant(ctl, q, sy)
+        }
+        (Class::Inf, _) => constant(ctl, pi.scale(-1), sy),
+        (_, Class::Inf) if !sx => Res::exact(zero(sy)),
+        (_, Class::Inf) => constant(ctl, pi, sy),
+        _ => {
+            let (qy, qx) = (to_q(y), to_q(x));
+            let a = qmath::atan(qy / qx);
+            let q = if !sx {
+                a
+            } else if sy {
+                a - pi
+            } else {
+                a + pi
+            };
+            finish(ctl, q)
+        }
+    };
+    with(f, r)
+}
+
+/// FYL2X: y * log2(x).
+fn yl2x(ctl: Ctl, y: u128, x: u128) -> Res {
+    let f = match precheck(ctl, x, Some(y), false) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let (cy, cx) = (class(y), class(x));
+    let (sy, sx) = (sign(y), sign(x));
+    if sx && cx != Class::Zero {
+        return Res::invalid();
+    }
+    let r = match (cx, cy) {
+        (Class::Zero, Class::Zero) => Res::invalid(),
+        (Class::Zero, Class::Inf) => Res::exact(inf(!sy)),
+        (Class::Zero, _) => Res { v: inf(!sy), flags: ZE, up: false },
+        (Class::Inf, Class::Zero) => Res::invalid(),
+        (Class::Inf, _) => Res::exact(inf(sy)),
+        _ => {
+            let (_, e, m) = unpack(x);
+            let l = if e == 0 && m == 1 << 63 { Q::int(0) } else { qmath::log2_parts(e, m) };
+            match cy {
+                Class::Inf if l.is_zero() => Res::invalid(),
+                Class::Inf => Res::exact(inf(sy != l.is_neg())),
+                Class::Zero => Res::exact(zero(sy != l.is_neg())),
+                _ if l.is_zero() => Res::exact(zero(sy)),
+                _ => finish(ctl, to_q(y) * l),
+            }
+        }
+    };
+    with(f, r)
+}
+
+/// FYL2XP1: y * log2(x + 1).
+fn yl2xp1(ctl: Ctl, y: u128, x: u128) -> Res {
+    let f = match precheck(ctl, x, Some(y), false) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let (cy, cx) = (class(y), class(x));
+    let (sy, sx) = (sign(y), sign(x));
+    let r = match (cx, cy) {
+        (Class::Zero, Class::Inf) => Res::invalid(),
+        (Class::Zero, _) => Res::exact(zero(sx != sy)),
+        (Class::Inf, _) => Res::invalid(),
+        _ => {
+            let qx = to_q(x);
+            if sx && !(Q::int(-1).lt(qx)) {
+                Res::invalid()
+            } else {
+                let l = qmath::log2_1p(qx);
+                match cy {
+                    Class::Inf => Res::exact(inf(sy != sx)),
+                    Class::Zero => Res::exact(zero(sy != sx)),
+                    _ => finish(ctl, to_q(y) * l),
+                }
+            }
+        }
+    };
+    with(f, r)
+}
+
+/// F2XM1: 2^x - 1.
+fn f2xm1(ctl: Ctl, x: u128) -> Res {
+    let f = match precheck(ctl, x, None, false) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let r = match class(x) {
+        Class::Zero => Res::exact(x),
+        Class::Inf if sign(x) => Res::exact(one(true)),
+        Class::Inf => Res::exact(x),
+        _ => finish(ctl, qmath::expm1(to_q(x) * qmath::ln2())),
+    };
+    with(f, r)
+}
+
+impl Cpu {
+    pub(super) fn x87_trans(&mut self, ins: &Instruction) -> R<()> {
+        let m = ins.mnemonic();
+        let ctl = self.ctl();
+        match m {
+            M::Fsin | M::Fcos | M::Fptan | M::Fsincos => {
+                let pushes = matches!(m, M::Fptan | M::Fsincos);
+                let Some(x) = self.st_get(0) else {
+                    if self.stack_underflow() {
+                        self.st_set(0, INDEFINITE);
+                        if pushes && !self.push_overflows() {
+                            self.x87_push(INDEFINITE);
+                        }
+                    }
+                    return Ok(());
+                };
+                if pushes && self.push_overflows() {
+                    if self.stack_overflow() {
+                        self.st_set(0, INDEFINITE);
+                        self.x87_push(INDEFINITE);
+                    }
+                    return Ok(());
+                }
+                let Some((a, b)) = trig(ctl, m, x) else {
+                    self.set_cc(C2, true);
+                    return Ok(());
+                };
+                let flags = a.flags | if pushes { b.flags } else { 0 };
+                if self.fp_raise(flags) {
+                    return Ok(());
+                }
+                self.set_cc(C2, false);
+                self.st_set(0, a.v);
+                self.set_c1(a.up);
+                if pushes {
+                    self.x87_push(b.v);
+                    if m == M::Fsincos {
+                        self.set_c1(b.up);
+                    }
+                }
+            }
+            M::F2xm1 => {
+                let Some(x) = self.st_get(0) else {
+                    if self.stack_underflow() {
+                        self.st_set(0, INDEFINITE);
+                    }
+                    return Ok(());
+                };
+                let r = f2xm1(ctl, x);
+                if !self.fp_raise(r.flags) {
+                    self.st_set(0, r.v);
+                    self.set_c1(r.up);
+                }
+            }
+            _ => {
+                let (Some(x), Some(y)) = (self.st_get(0), self.st_get(1)) else {
+                    if self.stack_underflow() {
+                        self.st_set(1, INDEFINITE);
+                        self.x87_pop();
+                    }
+                    return Ok(());
+                };
+                let r = match m {
+                    M::Fpatan => patan(ctl, y, x),
+                    M::Fyl2x => yl2x(ctl, y, x),
+                    _ => yl2xp1(ctl, y, x),
+                };
+                if !self.fp_raise(r.flags) {
+                    self.st_set(1, r.v);
+                    self.set_c1(r.up);
+                    self.x87_pop();
+                }
+            }
+        }
+        Ok(())
+    }
+}
