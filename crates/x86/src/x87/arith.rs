@@ -47,14 +47,20 @@ pub fn precheck(ctl: Ctl, a: u128, b: Option<u128>, extra_de: bool) -> Result<u1
         }
         _ => {}
     }
+    let _ = ctl;
     let de = extra_de || ca == Class::Denormal || cb == Some(Class::Denormal);
-    if de && ctl.masks & DE == 0 {
-        return Err(Res::flagged(a, DE));
-    }
     Ok(if de { DE } else { 0 })
 }
 
-fn with(flags: u16, mut r: Res) -> Res {
+/// Adds the denormal-operand flag of `precheck` to a result: an invalid operation reports
+/// IE alone, and an unmasked DE stops the operation.
+pub fn with(ctl: Ctl, flags: u16, mut r: Res) -> Res {
+    if r.flags & IE != 0 || flags == 0 {
+        return r;
+    }
+    if ctl.masks & DE == 0 {
+        return Res::flagged(r.v, DE);
+    }
     r.flags |= flags;
     r
 }
@@ -75,7 +81,7 @@ pub fn add(ctl: Ctl, a: u128, b: u128, de: bool) -> Res {
         (_, Class::Zero) => round_ext(ctl, ctl.fmt(), a),
         _ => add_finite(ctl, a, b),
     };
-    with(f, r)
+    with(ctl, f, r)
 }
 
 pub fn sub(ctl: Ctl, a: u128, b: u128, de: bool) -> Res {
@@ -125,7 +131,7 @@ pub fn mul(ctl: Ctl, a: u128, b: u128, de: bool) -> Res {
             Res::rounded(round(ctl, ctl.fmt(), true, s, ea + eb + 1, ma as u128 * mb as u128, false))
         }
     };
-    with(f, r)
+    with(ctl, f, r)
 }
 
 /// a / b.
@@ -152,7 +158,7 @@ pub fn div(ctl: Ctl, a: u128, b: u128, de: bool) -> Res {
             Res::rounded(round(ctl, ctl.fmt(), true, s, ea - eb - sh + 63, q, r2 != 0))
         }
     };
-    with(f, r)
+    with(ctl, f, r)
 }
 
 /// The integer square root of `n` and whether it was exact.
@@ -194,7 +200,7 @@ pub fn sqrt(ctl: Ctl, a: u128) -> Res {
             Res::rounded(round(ctl, ctl.fmt(), true, false, 63 + ((e - 63 - s) >> 1), qq, sticky))
         }
     };
-    with(f, r)
+    with(ctl, f, r)
 }
 
 /// Rounds a finite nonzero value to an integer by `rc`: (magnitude, inexact, rounded up).
@@ -254,7 +260,7 @@ pub fn rndint(ctl: Ctl, a: u128) -> Res {
             }
         }
     };
-    with(f, r)
+    with(ctl, f, r)
 }
 
 /// ST0 * 2^trunc(ST1).
@@ -285,7 +291,7 @@ pub fn scale(ctl: Ctl, a: u128, b: u128) -> Res {
             Res::rounded(round(ctl64, F80, true, sa, ea + n, (ma as u128) << 64, false))
         }
     };
-    with(f, r)
+    with(ctl, f, r)
 }
 
 /// FXTRACT: (exponent, significand).
@@ -317,9 +323,7 @@ pub fn compare(ctl: Ctl, a: u128, b: u128, quiet: bool, de: bool) -> (Option<Ord
     }
     let d = de || ca == Class::Denormal || cb == Class::Denormal;
     let f = if d { DE } else { 0 };
-    if d && ctl.masks & DE == 0 {
-        return (None, f);
-    }
+    let _ = ctl;
     let key = |v: u128, c: Class| -> (i32, i32, u64) {
         match c {
             Class::Zero => (0, 0, 0),
@@ -342,15 +346,15 @@ pub fn compare(ctl: Ctl, a: u128, b: u128, quiet: bool, de: bool) -> (Option<Ord
 }
 
 /// FPREM (`ieee` false) and FPREM1: (result, C2 = incomplete, low quotient bits).
-pub fn prem(ctl: Ctl, a: u128, b: u128, ieee: bool) -> (Res, bool, u64) {
+pub fn prem(ctl: Ctl, a: u128, b: u128, ieee: bool) -> (Res, bool, Option<u64>) {
     let f = match precheck(ctl, a, Some(b), false) {
         Ok(f) => f,
-        Err(r) => return (r, false, 0),
+        Err(r) => return (r, false, None),
     };
     let ctl64 = Ctl { prec: 64, ..ctl };
     match (class(a), class(b)) {
-        (Class::Inf, _) | (_, Class::Zero) => return (with(f, Res::invalid()), false, 0),
-        (Class::Zero, _) | (_, Class::Inf) => return (with(f, round_ext_or_zero(ctl64, a)), false, 0),
+        (Class::Inf, _) | (_, Class::Zero) => return (with(ctl, f, Res::invalid()), false, None),
+        (Class::Zero, _) | (_, Class::Inf) => return (with(ctl, f, round_ext_or_zero(ctl64, a)), false, Some(0)),
         _ => {}
     }
     let (sa, ea, ma) = unpack(a);
@@ -386,7 +390,7 @@ pub fn prem(ctl: Ctl, a: u128, b: u128, ieee: bool) -> (Res, bool, u64) {
     } else {
         Res::rounded(round(ctl64, F80, true, rs, re + 1, rm << 63, false))
     };
-    (with(f, v), partial, q as u64)
+    (with(ctl, f, v), partial, Some(q as u64))
 }
 
 fn round_ext_or_zero(ctl: Ctl, a: u128) -> Res {

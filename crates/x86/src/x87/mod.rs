@@ -205,7 +205,11 @@ impl Cpu {
         if unmasked != 0 {
             self.fpu.fsw |= ES | B;
         }
-        unmasked & (IE | DE | ZE) != 0
+        let stop = unmasked & (IE | DE | ZE) != 0;
+        if stop {
+            self.set_c1(false);
+        }
+        stop
     }
 
     /// A stack underflow (an empty source): IE+SF with C1 clear; true when masked (the
@@ -217,8 +221,9 @@ impl Cpu {
 
     /// A stack overflow (a push onto a full register): IE+SF with C1 set; true when masked.
     fn stack_overflow(&mut self) -> bool {
+        let masked = !self.fp_raise(IE | SF);
         self.set_c1(true);
-        !self.fp_raise(IE | SF)
+        masked
     }
 
     /// The register operand `i` of the instruction as a stack index.

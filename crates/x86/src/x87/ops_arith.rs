@@ -93,6 +93,7 @@ impl Cpu {
         };
         let quiet = matches!(m, Fucom | Fucomp | Fucompp | Fucomi | Fucomip);
         let eflags = matches!(m, Fcomi | Fcomip | Fucomi | Fucomip);
+        // The condition codes (or flags) are set even when an unmasked exception is raised.
         let (ord, stop) = match (a, b) {
             (Some(a), Some(b)) => {
                 let (o, f) = arith::compare(self.ctl(), a, b, quiet, de);
@@ -100,9 +101,6 @@ impl Cpu {
             }
             _ => (None, !self.stack_underflow()),
         };
-        if stop {
-            return Ok(());
-        }
         let (c3, c2, c0) = match ord {
             Some(Ordering::Greater) => (false, false, false),
             Some(Ordering::Less) => (false, false, true),
@@ -117,7 +115,12 @@ impl Cpu {
             self.set_cc(C2, c2);
             self.set_cc(C0, c0);
         }
-        self.set_c1(false);
+        if !eflags {
+            self.set_c1(false);
+        }
+        if stop {
+            return Ok(());
+        }
         for _ in 0..pops {
             self.x87_pop();
         }
@@ -175,9 +178,7 @@ impl Cpu {
             let Some(a) = self.st_get(0) else {
                 if self.stack_underflow() {
                     self.st_set(0, INDEFINITE);
-                    if !self.push_overflows() {
-                        self.x87_push(INDEFINITE);
-                    }
+                    self.x87_push(INDEFINITE);
                 }
                 return Ok(());
             };
@@ -198,6 +199,9 @@ impl Cpu {
             return Ok(());
         }
         let (Some(a), Some(b)) = (self.st_get(0), self.st_get(1)) else {
+            if m != M::Fscale {
+                self.set_cc(C2, false);
+            }
             if self.stack_underflow() {
                 self.st_set(0, INDEFINITE);
             }
@@ -208,15 +212,24 @@ impl Cpu {
             return Ok(());
         }
         let (r, partial, q) = arith::prem(ctl, a, b, m == M::Fprem1);
+        self.set_cc(C2, false);
         if self.fp_raise(r.flags) {
             return Ok(());
         }
         self.st_set(0, r.v);
         self.set_cc(C2, partial);
-        if !partial {
-            self.set_cc(C0, q & 4 != 0);
-            self.set_cc(C3, q & 2 != 0);
-            self.set_cc(C1, q & 1 != 0);
+        match q {
+            Some(q) if !partial => {
+                self.set_cc(C0, q & 4 != 0);
+                self.set_cc(C3, q & 2 != 0);
+                self.set_cc(C1, q & 1 != 0);
+            }
+            Some(_) => {
+                self.set_cc(C0, false);
+                self.set_cc(C3, false);
+                self.set_c1(false);
+            }
+            None => self.set_c1(false),
         }
         Ok(())
     }

@@ -76,6 +76,7 @@ impl Cpu {
             Ffree | Ffreep => {
                 let p = self.phys(Self::st_op(ins, 0));
                 self.fpu.ftw &= !(1 << p);
+                self.set_c1(false);
                 if m == Ffreep {
                     self.x87_pop();
                 }
@@ -103,7 +104,6 @@ impl Cpu {
                         if cond {
                             self.st_set(0, v);
                         }
-                        self.set_c1(false);
                     }
                     _ => {
                         if self.stack_underflow() {
@@ -144,11 +144,7 @@ impl Cpu {
             match self.st_get(Self::st_op(ins, 0)) {
                 Some(v) => (v, false),
                 None => {
-                    if self.push_overflows() {
-                        if self.stack_overflow() {
-                            self.x87_push(INDEFINITE);
-                        }
-                    } else if self.stack_underflow() {
+                    if self.stack_underflow() {
                         self.x87_push(INDEFINITE);
                     }
                     return Ok(());
@@ -168,7 +164,8 @@ impl Cpu {
             flags |= IE;
             v = quiet(v);
         }
-        if self.fp_raise(flags) {
+        // A denormal operand is loaded even when DE is unmasked.
+        if self.fp_raise(flags) && flags & IE != 0 {
             return Ok(());
         }
         self.x87_push(v);
@@ -228,7 +225,9 @@ impl Cpu {
         };
         // An unmasked exception stores nothing (overflow and underflow included, for memory).
         if flags & !ctl.masks & (IE | OE | UE) != 0 {
-            self.fp_raise(flags);
+            let f = flags & !ctl.masks & (IE | OE | UE);
+            self.fp_raise(if f & IE != 0 { flags } else { f });
+            self.set_c1(false);
             return Ok(());
         }
         self.x87_write_mem(seg, ea, ms, bits)?;

@@ -93,29 +93,15 @@ fn one() -> Q {
     Q::int(1)
 }
 
-/// pi/2 as 50-bit pieces (each product k * piece is exact in quad) and a last piece.
-fn pio2_parts() -> [Q; 5] {
-    // pi/2 = 0x1.921fb54442d18469898cc51701b839a252049c1114cf98e804177d4c7627... (256 bits).
-    const PIO2: [u128; 2] = [0xc90fdaa22168c234c4c6628b80dc1cd1, 0x29024e088a67cc74020bbea63b139b22];
-    let mut parts = [Q::int(0); 5];
-    // Bits of pi/2 from the top, the first at weight 2^0.
-    let bit = |i: u32| -> u128 {
-        let w = PIO2[(i / 128) as usize];
-        (w >> (127 - (i % 128))) & 1
-    };
-    for (p, part) in parts.iter_mut().enumerate().take(4) {
-        let mut v: u128 = 0;
-        for i in 0..50 {
-            v = (v << 1) | bit(p as u32 * 50 + i);
-        }
-        *part = Q::from_wide(127 - p as i32 * 50 - 49, v);
-    }
-    let mut v: u128 = 0;
-    for i in 0..56 {
-        v = (v << 1) | bit(200 + i);
-    }
-    parts[4] = Q::from_wide(127 - 200 - 55, v);
-    parts
+/// pi/2 as the x87 reduces by it (pi to 66 significant bits, as Intel documents and the
+/// host's results show), in two pieces whose products with any quotient are exact in quad.
+fn pio2_parts() -> [Q; 2] {
+    // The first 68 bits of pi (the 67th and 68th are zero): 0xc90fdaa22168c234c.
+    const PI68: u128 = 0xc90f_daa2_2168_c234_c;
+    let hi = PI68 >> 18;
+    let lo = PI68 & ((1 << 18) - 1);
+    // pi/2 = PI68 * 2^-67: the high piece's last bit weighs 2^-49, the low one's 2^-67.
+    [Q::from_wide(127 - 49, hi), Q::from_wide(127 - 67, lo)]
 }
 
 pub fn pi() -> Q {
@@ -126,7 +112,7 @@ pub fn pi() -> Q {
 pub fn reduce(x: Q) -> (Q, u32) {
     let two_over_pi = Q::from_wide(-1, 0xa2f9836e4e441529fc2757d1f534ddc0);
     let (k, ki) = (x * two_over_pi).round_int();
-    // Subtract k * piece one piece at a time, largest first (each step exact but the last).
+    // Subtract k * piece one piece at a time, largest first (the first step is exact).
     let mut r = x;
     for p in pio2_parts() {
         r = Q(k.0.mul_add_r(-p.0, r.0, Round::NearestTiesToEven).value);

@@ -1,7 +1,7 @@
 //! The x87 transcendental instructions: special operands by Intel's tables, finite ones
 //! computed in quad precision and rounded once to 64 bits.
 
-use super::arith::{precheck, Res};
+use super::arith::{precheck, with, Res};
 use super::float::*;
 use super::qmath::{self, Q};
 use super::C2;
@@ -28,10 +28,6 @@ fn constant(ctl: Ctl, q: Q, neg: bool) -> Res {
     finish(ctl, if neg { -q } else { q })
 }
 
-fn with(flags: u16, mut r: Res) -> Res {
-    r.flags |= flags;
-    r
-}
 
 /// FSIN, FCOS, FPTAN, FSINCOS on x: (first result, second result) or None when |x| >= 2^63
 /// (C2 set, nothing changes).
@@ -58,10 +54,10 @@ fn trig(ctl: Ctl, m: M, x: u128) -> Option<(Res, Res)> {
     }
     let (s, c) = qmath::sin_cos(to_q(x));
     Some(match m {
-        M::Fsin => (with(f, finish(ctl, s)), onev),
-        M::Fcos => (with(f, finish(ctl, c)), onev),
-        M::Fptan => (with(f, finish(ctl, s / c)), onev),
-        _ => (with(f, finish(ctl, s)), with(f, finish(ctl, c))),
+        M::Fsin => (with(ctl, f, finish(ctl, s)), onev),
+        M::Fcos => (with(ctl, f, finish(ctl, c)), onev),
+        M::Fptan => (with(ctl, f, finish(ctl, s / c)), onev),
+        _ => (with(ctl, f, finish(ctl, s)), with(ctl, f, finish(ctl, c))),
     })
 }
 
@@ -98,7 +94,7 @@ fn patan(ctl: Ctl, y: u128, x: u128) -> Res {
             finish(ctl, q)
         }
     };
-    with(f, r)
+    with(ctl, f, r)
 }
 
 /// FYL2X: y * log2(x).
@@ -130,7 +126,7 @@ fn yl2x(ctl: Ctl, y: u128, x: u128) -> Res {
             }
         }
     };
-    with(f, r)
+    with(ctl, f, r)
 }
 
 /// FYL2XP1: y * log2(x + 1).
@@ -159,7 +155,7 @@ fn yl2xp1(ctl: Ctl, y: u128, x: u128) -> Res {
             }
         }
     };
-    with(f, r)
+    with(ctl, f, r)
 }
 
 /// F2XM1: 2^x - 1.
@@ -172,9 +168,11 @@ fn f2xm1(ctl: Ctl, x: u128) -> Res {
         Class::Zero => Res::exact(x),
         Class::Inf if sign(x) => Res::exact(one(true)),
         Class::Inf => Res::exact(x),
+        // Outside [-1, 1] the result is undefined; the x87 returns the operand, inexact.
+        _ if unpack(x).1 >= 0 && x & ((1 << 79) - 1) != one(false) => Res { v: x, flags: PE, up: false },
         _ => finish(ctl, qmath::expm1(to_q(x) * qmath::ln2())),
     };
-    with(f, r)
+    with(ctl, f, r)
 }
 
 impl Cpu {
@@ -187,7 +185,7 @@ impl Cpu {
                 let Some(x) = self.st_get(0) else {
                     if self.stack_underflow() {
                         self.st_set(0, INDEFINITE);
-                        if pushes && !self.push_overflows() {
+                        if pushes {
                             self.x87_push(INDEFINITE);
                         }
                     }
