@@ -53,9 +53,9 @@ pub fn precheck(ctl: Ctl, a: u128, b: Option<u128>, extra_de: bool) -> Result<u1
 }
 
 /// Adds the denormal-operand flag of `precheck` to a result: an invalid operation reports
-/// IE alone, and an unmasked DE stops the operation.
+/// IE alone, a division by zero ZE alone, and an unmasked DE stops the operation.
 pub fn with(ctl: Ctl, flags: u16, mut r: Res) -> Res {
-    if r.flags & IE != 0 || flags == 0 {
+    if r.flags & (IE | ZE) != 0 || flags == 0 {
         return r;
     }
     if ctl.masks & DE == 0 {

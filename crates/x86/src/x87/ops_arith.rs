@@ -94,10 +94,16 @@ impl Cpu {
         let quiet = matches!(m, Fucom | Fucomp | Fucompp | Fucomi | Fucomip);
         let eflags = matches!(m, Fcomi | Fcomip | Fucomi | Fucomip);
         // The condition codes (or flags) are set even when an unmasked exception is raised.
+        let c1 = self.fpu.fsw & C1;
         let (ord, stop) = match (a, b) {
             (Some(a), Some(b)) => {
                 let (o, f) = arith::compare(self.ctl(), a, b, quiet, de);
-                (o, self.fp_raise(f))
+                let stop = self.fp_raise(f);
+                if eflags {
+                    // FCOMI leaves C1 alone unless the stack faults.
+                    self.fpu.fsw |= c1;
+                }
+                (o, stop)
             }
             _ => (None, !self.stack_underflow()),
         };

@@ -238,20 +238,32 @@ pub fn ln2() -> Q {
 
 /// log2 of a positive finite value given as (exponent, significand).
 pub fn log2_parts(e: i32, m: u64) -> Q {
-    // m in [1, 2) as x; move it to [sqrt(1/2), sqrt(2)).
-    let (mut e, mut x) = (e, Q::from_parts(false, 0, m));
-    if m > 0xb504_f333_f9de_6484 {
-        x = x.scale(-1);
+    log2(Q::from_parts(false, e, m))
+}
+
+/// log2 of a positive finite quad value.
+pub fn log2(x: Q) -> Q {
+    let (_, e, sig) = x.parts();
+    let lz = sig.leading_zeros() as i32;
+    let mut e = e - lz;
+    // The significand in [1, 2), moved to [sqrt(1/2), sqrt(2)).
+    let mut mant = x.scale(-e);
+    if (sig << lz) > 0xb504_f333_f9de_6484_u128 << 64 {
+        mant = mant.scale(-1);
         e += 1;
     }
-    let s = (x - one()) / (x + one());
+    let s = (mant - one()) / (mant + one());
     Q::int(e as i64) + atanh2(s) / ln2()
 }
 
-/// log2(1 + x) for |x| small (the FYL2XP1 range) or any x > -1.
+/// log2(1 + x) for x > -1.
 pub fn log2_1p(x: Q) -> Q {
-    let s = x / (Q::int(2) + x);
-    atanh2(s) / ln2()
+    if x.abs().lt(Q::int(1).scale(-2)) {
+        let s = x / (Q::int(2) + x);
+        atanh2(s) / ln2()
+    } else {
+        log2(one() + x)
+    }
 }
 
 /// e^y - 1.

@@ -8,14 +8,27 @@ use super::C2;
 use crate::cpu::*;
 use iced_x86::{Instruction, Mnemonic as M};
 
-/// A quad result rounded to the 64-bit register format (always inexact for these).
-fn finish(ctl: Ctl, q: Q) -> Res {
+/// Where the true result lies from the quad one, when that one is exact in 64 bits (a sin
+/// of a tiny x is x in quad, but a little less in magnitude).
+#[derive(Clone, Copy, PartialEq)]
+enum Dir {
+    Exact,
+    Above,
+    Below,
+}
+
+/// A quad result rounded to the 64-bit register format.
+fn finish(ctl: Ctl, q: Q, dir: Dir) -> Res {
     if q.is_zero() {
         return Res::exact(zero(q.is_neg()));
     }
     let (s, e, m) = q.parts();
-    // The quad result is never exact here: a sticky bit makes PE and C1 come out right.
-    Res::rounded(round(Ctl { prec: 64, ..ctl }, F80, true, s, e, m, true))
+    let (m, sticky) = match dir {
+        Dir::Exact => (m, false),
+        Dir::Above => (m, true),
+        Dir::Below => (m - 1, true),
+    };
+    Res::rounded(round(Ctl { prec: 64, ..ctl }, F80, true, s, e, m, sticky))
 }
 
 fn to_q(v: u128) -> Q {
@@ -25,7 +38,7 @@ fn to_q(v: u128) -> Q {
 
 /// A constant (pi, pi/2...) with a sign, rounded by the control word.
 fn constant(ctl: Ctl, q: Q, neg: bool) -> Res {
-    finish(ctl, if neg { -q } else { q })
+    finish(ctl, if neg { -q } else { q }, Dir::Above)
 }
 
 
@@ -54,10 +67,10 @@ fn trig(ctl: Ctl, m: M, x: u128) -> Option<(Res, Res)> {
     }
     let (s, c) = qmath::sin_cos(to_q(x));
     Some(match m {
-        M::Fsin => (with(ctl, f, finish(ctl, s)), onev),
-        M::Fcos => (with(ctl, f, finish(ctl, c)), onev),
-        M::Fptan => (with(ctl, f, finish(ctl, s / c)), onev),
-        _ => (with(ctl, f, finish(ctl, s)), with(ctl, f, finish(ctl, c))),
+        M::Fsin => (with(ctl, f, finish(ctl, s, Dir::Below)), onev),
+        M::Fcos => (with(ctl, f, finish(ctl, c, Dir::Below)), onev),
+        M::Fptan => (with(ctl, f, finish(ctl, s / c, Dir::Above)), onev),
+        _ => (with(ctl, f, finish(ctl, s, Dir::Below)), with(ctl, f, finish(ctl, c, Dir::Below))),
     })
 }
 
@@ -91,7 +104,7 @@ fn patan(ctl: Ctl, y: u128, x: u128) -> Res {
             } else {
                 a + pi
             };
-            finish(ctl, q)
+            finish(ctl, q, Dir::Below)
         }
     };
     with(ctl, f, r)
@@ -116,13 +129,15 @@ fn yl2x(ctl: Ctl, y: u128, x: u128) -> Res {
         (Class::Inf, _) => Res::exact(inf(sy)),
         _ => {
             let (_, e, m) = unpack(x);
-            let l = if e == 0 && m == 1 << 63 { Q::int(0) } else { qmath::log2_parts(e, m) };
+            let l = if m == 1 << 63 { Q::int(e as i64) } else { qmath::log2_parts(e, m) };
             match cy {
                 Class::Inf if l.is_zero() => Res::invalid(),
                 Class::Inf => Res::exact(inf(sy != l.is_neg())),
                 Class::Zero => Res::exact(zero(sy != l.is_neg())),
                 _ if l.is_zero() => Res::exact(zero(sy)),
-                _ => finish(ctl, to_q(y) * l),
+                // log2 of a power of two is exact, and so is the product then.
+                _ if m == 1 << 63 => finish(ctl, to_q(y) * l, Dir::Exact),
+                _ => finish(ctl, to_q(y) * l, Dir::Above),
             }
         }
     };
@@ -140,18 +155,18 @@ fn yl2xp1(ctl: Ctl, y: u128, x: u128) -> Res {
     let r = match (cx, cy) {
         (Class::Zero, Class::Inf) => Res::invalid(),
         (Class::Zero, _) => Res::exact(zero(sx != sy)),
-        (Class::Inf, _) => Res::invalid(),
+        (Class::Inf, Class::Zero) => Res::invalid(),
+        (Class::Inf, _) if sx => Res::invalid(),
+        (Class::Inf, _) => Res::exact(inf(sy)),
+        (_, Class::Inf) => Res::exact(inf(sy != sx)),
+        (_, Class::Zero) => Res::exact(zero(sy != sx)),
         _ => {
             let qx = to_q(x);
             if sx && !(Q::int(-1).lt(qx)) {
-                Res::invalid()
+                // Outside the domain the result is undefined; the x87 returns x, inexact.
+                Res { v: x, flags: PE, up: false }
             } else {
-                let l = qmath::log2_1p(qx);
-                match cy {
-                    Class::Inf => Res::exact(inf(sy != sx)),
-                    Class::Zero => Res::exact(zero(sy != sx)),
-                    _ => finish(ctl, to_q(y) * l),
-                }
+                finish(ctl, to_q(y) * qmath::log2_1p(qx), Dir::Above)
             }
         }
     };
@@ -170,7 +185,7 @@ fn f2xm1(ctl: Ctl, x: u128) -> Res {
         Class::Inf => Res::exact(x),
         // Outside [-1, 1] the result is undefined; the x87 returns the operand, inexact.
         _ if unpack(x).1 >= 0 && x & ((1 << 79) - 1) != one(false) => Res { v: x, flags: PE, up: false },
-        _ => finish(ctl, qmath::expm1(to_q(x) * qmath::ln2())),
+        _ => finish(ctl, qmath::expm1(to_q(x) * qmath::ln2()), Dir::Above),
     };
     with(ctl, f, r)
 }
@@ -182,6 +197,7 @@ impl Cpu {
         match m {
             M::Fsin | M::Fcos | M::Fptan | M::Fsincos => {
                 let pushes = matches!(m, M::Fptan | M::Fsincos);
+                self.set_cc(C2, false);
                 let Some(x) = self.st_get(0) else {
                     if self.stack_underflow() {
                         self.st_set(0, INDEFINITE);
@@ -206,7 +222,6 @@ impl Cpu {
                 if self.fp_raise(flags) {
                     return Ok(());
                 }
-                self.set_cc(C2, false);
                 self.st_set(0, a.v);
                 self.set_c1(a.up);
                 if pushes {
