@@ -224,10 +224,15 @@ pub fn round(ctl: Ctl, f: Fmt, wrap: bool, sign: bool, exp: i32, sig: u128, stic
     let mut sig64 = (k << (64 - f.prec)) as u64;
     if be >= 2 * bias + 1 {
         flags |= OE | PE;
-        if ctl.masks & OE == 0 {
+        if ctl.masks & OE == 0 && !(wrap && be - WRAP > 2 * bias) {
             if wrap {
                 be -= WRAP;
             }
+        } else if ctl.masks & OE == 0 {
+            // Too large even for the biased exponent: infinity.
+            be = 2 * bias + 1;
+            sig64 = 1 << 63;
+            up = true;
         } else {
             let to_inf = match ctl.rc {
                 0 => true,

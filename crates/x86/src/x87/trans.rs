@@ -19,10 +19,18 @@ enum Dir {
 
 /// A quad result rounded to the 64-bit register format.
 fn finish(ctl: Ctl, q: Q, dir: Dir) -> Res {
+    finish_scaled(ctl, q, dir, 0)
+}
+
+/// `q * 2^scale` rounded to the register format (results beyond the quad range are
+/// computed on scaled operands).
+fn finish_scaled(ctl: Ctl, q: Q, dir: Dir, scale: i32) -> Res {
     if q.is_zero() {
         return Res::exact(zero(q.is_neg()));
     }
     let (s, e, m) = q.parts();
+    let lz = m.leading_zeros();
+    let (e, m) = (e - lz as i32 + scale, m << lz);
     let (m, sticky) = match dir {
         Dir::Exact => (m, false),
         Dir::Above => (m, true),
@@ -34,6 +42,21 @@ fn finish(ctl: Ctl, q: Q, dir: Dir) -> Res {
 fn to_q(v: u128) -> Q {
     let (s, e, m) = unpack(v);
     Q::from_parts(s, e, m)
+}
+
+/// A finite nonzero value as (value in [1, 2), its exponent).
+fn to_q_scaled(v: u128) -> (Q, i32) {
+    let (s, e, m) = unpack(v);
+    (Q::from_parts(s, 0, m), e)
+}
+
+/// A finite nonzero 80-bit value itself, a hair above or below in magnitude (sin x, tan x
+/// and the like for tiny x).
+fn nearly(ctl: Ctl, v: u128, dir: Dir) -> Res {
+    let (s, e, m) = unpack(v);
+    let m = (m as u128) << 64;
+    let (m, sticky) = if dir == Dir::Below { (m - 1, true) } else { (m, dir == Dir::Above) };
+    Res::rounded(round(Ctl { prec: 64, ..ctl }, F80, true, s, e, m, sticky))
 }
 
 /// A constant (pi, pi/2...) with a sign, rounded by the control word.
@@ -65,6 +88,15 @@ fn trig(ctl: Ctl, m: M, x: u128) -> Option<(Res, Res)> {
     if e >= 63 {
         return None;
     }
+    if e < -40 {
+        let one_below = nearly(ctl, one(false), Dir::Below);
+        return Some(match m {
+            M::Fsin => (with(ctl, f, nearly(ctl, x, Dir::Below)), onev),
+            M::Fcos => (with(ctl, f, one_below), onev),
+            M::Fptan => (with(ctl, f, nearly(ctl, x, Dir::Above)), onev),
+            _ => (with(ctl, f, nearly(ctl, x, Dir::Below)), with(ctl, f, one_below)),
+        });
+    }
     let (s, c) = qmath::sin_cos(to_q(x));
     Some(match m {
         M::Fsin => (with(ctl, f, finish(ctl, s, Dir::Below)), onev),
@@ -94,6 +126,11 @@ fn patan(ctl: Ctl, y: u128, x: u128) -> Res {
         (Class::Inf, _) => constant(ctl, pi.scale(-1), sy),
         (_, Class::Inf) if !sx => Res::exact(zero(sy)),
         (_, Class::Inf) => constant(ctl, pi, sy),
+        _ if !sx && unpack(y).1 - unpack(x).1 < -60 => {
+            // atan(t) = t - t^3/3...: t alone, a hair below.
+            let ((qy, ey), (qx, ex)) = (to_q_scaled(y), to_q_scaled(x));
+            finish_scaled(ctl, qy / qx, Dir::Below, ey - ex)
+        }
         _ => {
             let (qy, qx) = (to_q(y), to_q(x));
             let a = qmath::atan(qy / qx);
@@ -135,9 +172,17 @@ fn yl2x(ctl: Ctl, y: u128, x: u128) -> Res {
                 Class::Inf => Res::exact(inf(sy != l.is_neg())),
                 Class::Zero => Res::exact(zero(sy != l.is_neg())),
                 _ if l.is_zero() => Res::exact(zero(sy)),
-                // log2 of a power of two is exact, and so is the product then.
-                _ if m == 1 << 63 => finish(ctl, to_q(y) * l, Dir::Exact),
-                _ => finish(ctl, to_q(y) * l, Dir::Above),
+                // log2 of a power of two is exact, and so is the product (PE all the same).
+                _ if m == 1 << 63 => {
+                    let (qy, ey) = to_q_scaled(y);
+                    let mut r = finish_scaled(ctl, qy * l, Dir::Exact, ey);
+                    r.flags |= PE;
+                    r
+                }
+                _ => {
+                    let (qy, ey) = to_q_scaled(y);
+                    finish_scaled(ctl, qy * l, Dir::Above, ey)
+                }
             }
         }
     };
@@ -166,7 +211,15 @@ fn yl2xp1(ctl: Ctl, y: u128, x: u128) -> Res {
                 // Outside the domain the result is undefined; the x87 returns x, inexact.
                 Res { v: x, flags: PE, up: false }
             } else {
-                finish(ctl, to_q(y) * qmath::log2_1p(qx), Dir::Above)
+                let (qy, ey) = to_q_scaled(y);
+                let (xs, ex) = to_q_scaled(x);
+                if ex < -60 {
+                    // log2(1 + x) = (x - x^2/2...) / ln 2: x / ln 2, a hair toward -inf.
+                    let dir = if sx { Dir::Above } else { Dir::Below };
+                    finish_scaled(ctl, qy * (xs / qmath::ln2()), dir, ey + ex)
+                } else {
+                    finish_scaled(ctl, qy * qmath::log2_1p(qx), Dir::Above, ey)
+                }
             }
         }
     };
@@ -185,6 +238,12 @@ fn f2xm1(ctl: Ctl, x: u128) -> Res {
         Class::Inf => Res::exact(x),
         // Outside [-1, 1] the result is undefined; the x87 returns the operand, inexact.
         _ if unpack(x).1 >= 0 && x & ((1 << 79) - 1) != one(false) => Res { v: x, flags: PE, up: false },
+        _ if unpack(x).1 < -60 => {
+            // 2^x - 1 = x ln 2 (1 + x ln 2 / 2...).
+            let (xs, ex) = to_q_scaled(x);
+            let dir = if sign(x) { Dir::Below } else { Dir::Above };
+            finish_scaled(ctl, xs * qmath::ln2(), dir, ex)
+        }
         _ => finish(ctl, qmath::expm1(to_q(x) * qmath::ln2()), Dir::Above),
     };
     with(ctl, f, r)
