@@ -217,23 +217,29 @@ pub fn round(ctl: Ctl, f: Fmt, wrap: bool, sign: bool, exp: i32, sig: u128, stic
     if tiny {
         flags |= UE;
         be += WRAP;
+        if be < 1 {
+            // Too small even for the biased exponent: zero.
+            return Rounded { sign, exp: 0, sig: 0, flags: UE | PE, up: false };
+        }
     }
     if inexact {
         flags |= PE;
     }
     let mut sig64 = (k << (64 - f.prec)) as u64;
     if be >= 2 * bias + 1 {
-        flags |= OE | PE;
+        flags |= OE;
         if ctl.masks & OE == 0 && !(wrap && be - WRAP > 2 * bias) {
             if wrap {
                 be -= WRAP;
             }
         } else if ctl.masks & OE == 0 {
             // Too large even for the biased exponent: infinity.
+            flags |= PE;
             be = 2 * bias + 1;
             sig64 = 1 << 63;
             up = true;
         } else {
+            flags |= PE;
             let to_inf = match ctl.rc {
                 0 => true,
                 1 => sign,
