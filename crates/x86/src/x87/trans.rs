@@ -176,7 +176,11 @@ fn yl2x(ctl: Ctl, y: u128, x: u128) -> Res {
                 _ if m == 1 << 63 => {
                     let (qy, ey) = to_q_scaled(y);
                     let mut r = finish_scaled(ctl, qy * l, Dir::Exact, ey);
+                    // Reported inexact all the same, and so a tiny result underflows.
                     r.flags |= PE;
+                    if exp_field(r.v) == 0 {
+                        r.flags |= UE;
+                    }
                     r
                 }
                 _ => {
@@ -213,7 +217,7 @@ fn yl2xp1(ctl: Ctl, y: u128, x: u128) -> Res {
             } else {
                 let (qy, ey) = to_q_scaled(y);
                 let (xs, ex) = to_q_scaled(x);
-                if ex < -60 {
+                if ex < -120 {
                     // log2(1 + x) = (x - x^2/2...) / ln 2: x / ln 2, a hair toward -inf.
                     let dir = if sx { Dir::Above } else { Dir::Below };
                     finish_scaled(ctl, qy * (xs / qmath::ln2()), dir, ey + ex)
@@ -238,7 +242,7 @@ fn f2xm1(ctl: Ctl, x: u128) -> Res {
         Class::Inf => Res::exact(x),
         // Outside [-1, 1] the result is undefined; the x87 returns the operand, inexact.
         _ if unpack(x).1 >= 0 && x & ((1 << 79) - 1) != one(false) => Res { v: x, flags: PE, up: false },
-        _ if unpack(x).1 < -60 => {
+        _ if unpack(x).1 < -120 => {
             // 2^x - 1 = x ln 2 (1 + x ln 2 / 2...).
             let (xs, ex) = to_q_scaled(x);
             let dir = if sign(x) { Dir::Below } else { Dir::Above };
