@@ -354,7 +354,9 @@ pub fn prem(ctl: Ctl, a: u128, b: u128, ieee: bool) -> (Res, bool, Option<u64>) 
     let ctl64 = Ctl { prec: 64, ..ctl };
     match (class(a), class(b)) {
         (Class::Inf, _) | (_, Class::Zero) => return (with(ctl, f, Res::invalid()), false, None),
-        (Class::Zero, _) | (_, Class::Inf) => return (with(ctl, f, round_ext_or_zero(ctl64, a)), false, Some(0)),
+        (Class::Zero, _) | (_, Class::Inf) => {
+            return (with(ctl, f, round_ext_or_zero(ctl64, a)), false, Some(0))
+        }
         _ => {}
     }
     let (sa, ea, ma) = unpack(a);

@@ -37,7 +37,8 @@ pub fn ext_to_float(ctl: Ctl, v: u128, f: Fmt) -> (u64, u16, bool) {
     let ebits = if f == F32 { 8 } else { 11 };
     let emax_field = (1u64 << ebits) - 1;
     let sbit = (s as u64) << (frac_bits + ebits);
-    let nan = |m: u64| sbit | (emax_field << frac_bits) | ((m << 1) >> (64 - frac_bits)) | (1 << (frac_bits - 1));
+    let nan =
+        |m: u64| sbit | (emax_field << frac_bits) | ((m << 1) >> (64 - frac_bits)) | (1 << (frac_bits - 1));
     match class(v) {
         Class::Unsupported => (nan(1 << 62) | (1 << (frac_bits + ebits)), IE, false),
         Class::QNan => (nan(sig(v)), 0, false),

@@ -226,7 +226,7 @@ pub fn round(ctl: Ctl, f: Fmt, wrap: bool, sign: bool, exp: i32, sig: u128, stic
         flags |= PE;
     }
     let mut sig64 = (k << (64 - f.prec)) as u64;
-    if be >= 2 * bias + 1 {
+    if be > 2 * bias {
         flags |= OE;
         if ctl.masks & OE == 0 && !(wrap && be - WRAP > 2 * bias) {
             if wrap {

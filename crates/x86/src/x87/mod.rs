@@ -19,8 +19,8 @@ mod tests_diff;
 
 use crate::cpu::*;
 use crate::exec::Flow;
-use float::*;
 use float::DE;
+use float::*;
 use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
 
 /// The #MF vector.
@@ -242,10 +242,10 @@ impl Cpu {
     fn x87_op(&mut self, ins: &Instruction) -> R<()> {
         use M::*;
         match ins.mnemonic() {
-            Fadd | Faddp | Fiadd | Fsub | Fsubp | Fisub | Fsubr | Fsubrp | Fisubr | Fmul | Fmulp
-            | Fimul | Fdiv | Fdivp | Fidiv | Fdivr | Fdivrp | Fidivr => self.x87_arith(ins),
-            Fcom | Fcomp | Fcompp | Fucom | Fucomp | Fucompp | Ficom | Ficomp | Ftst | Fcomi
-            | Fcomip | Fucomi | Fucomip => self.x87_compare(ins),
+            Fadd | Faddp | Fiadd | Fsub | Fsubp | Fisub | Fsubr | Fsubrp | Fisubr | Fmul | Fmulp | Fimul
+            | Fdiv | Fdivp | Fidiv | Fdivr | Fdivrp | Fidivr => self.x87_arith(ins),
+            Fcom | Fcomp | Fcompp | Fucom | Fucomp | Fucompp | Ficom | Ficomp | Ftst | Fcomi | Fcomip
+            | Fucomi | Fucomip => self.x87_compare(ins),
             Fchs | Fabs | Fsqrt | Frndint | Fxam => self.x87_unary(ins),
             Fscale | Fprem | Fprem1 | Fxtract => self.x87_misc(ins),
             F2xm1 | Fyl2x | Fyl2xp1 | Fptan | Fpatan | Fsin | Fcos | Fsincos => self.x87_trans(ins),

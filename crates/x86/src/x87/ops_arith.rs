@@ -16,8 +16,12 @@ impl Cpu {
         Ok(match ins.memory_size() {
             MemorySize::Float32 => super::convert::float_to_ext(self.read(seg, ea, 4)?, F32),
             MemorySize::Float64 => super::convert::float_to_ext(self.read(seg, ea, 8)?, F64),
-            MemorySize::Int16 => (super::convert::int_to_ext(self.read(seg, ea, 2)? as u16 as i16 as i64), false),
-            MemorySize::Int32 => (super::convert::int_to_ext(self.read(seg, ea, 4)? as u32 as i32 as i64), false),
+            MemorySize::Int16 => {
+                (super::convert::int_to_ext(self.read(seg, ea, 2)? as u16 as i16 as i64), false)
+            }
+            MemorySize::Int32 => {
+                (super::convert::int_to_ext(self.read(seg, ea, 4)? as u32 as i32 as i64), false)
+            }
             MemorySize::Int64 => (super::convert::int_to_ext(self.read(seg, ea, 8)? as i64), false),
             _ => {
                 let lo = self.read(seg, ea, 8)?;

@@ -1,8 +1,8 @@
 //! x87 loads, stores, constants, exchanges and conditional moves.
 
 use super::convert::{self, BCD_INDEFINITE};
-use super::float::*;
 use super::float::DE;
+use super::float::*;
 use crate::cpu::*;
 use crate::flags::{CF, PF, ZF};
 use iced_x86::{Instruction, MemorySize, Mnemonic as M, OpKind};

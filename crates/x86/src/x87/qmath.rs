@@ -97,7 +97,7 @@ fn one() -> Q {
 /// host's results show), in two pieces whose products with any quotient are exact in quad.
 fn pio2_parts() -> [Q; 2] {
     // The first 68 bits of pi (the 67th and 68th are zero): 0xc90fdaa22168c234c.
-    const PI68: u128 = 0xc90f_daa2_2168_c234_c;
+    const PI68: u128 = 0xc_90fd_aa22_168c_234c;
     let hi = PI68 >> 18;
     let lo = PI68 & ((1 << 18) - 1);
     // pi/2 = PI68 * 2^-67: the high piece's last bit weighs 2^-49, the low one's 2^-67.

@@ -50,11 +50,24 @@ impl Cpu {
         } else {
             let hi = 0xffff_0000;
             let (w3, w4, w5, w6) = if real {
-                (hi | (lip & 0xffff), ((lip >> 4) & 0x0fff_f000) | fop, hi | (ldp & 0xffff), (ldp >> 4) & 0x0fff_f000)
+                (
+                    hi | (lip & 0xffff),
+                    ((lip >> 4) & 0x0fff_f000) | fop,
+                    hi | (ldp & 0xffff),
+                    (ldp >> 4) & 0x0fff_f000,
+                )
             } else {
                 (f.fip & 0xffff_ffff, f.fcs as u64 | (fop << 16), f.fdp & 0xffff_ffff, hi | f.fds as u64)
             };
-            vec![(0, 4, hi | cw), (4, 4, hi | sw), (8, 4, hi | tw), (12, 4, w3), (16, 4, w4), (20, 4, w5), (24, 4, w6)]
+            vec![
+                (0, 4, hi | cw),
+                (4, 4, hi | sw),
+                (8, 4, hi | tw),
+                (12, 4, w3),
+                (16, 4, w4),
+                (20, 4, w5),
+                (24, 4, w6),
+            ]
         }
     }
 
@@ -119,10 +132,10 @@ impl Cpu {
         let tw = w[2] as u16;
         f.ftw = (0..8).filter(|p| (tw >> (2 * p)) & 3 != 3).fold(0, |a, p| a | (1 << p));
         if real {
-            let hi_shift = if small { 4 } else { 4 };
-            f.fip = (w[3] & 0xffff) | ((w[4] & 0xffff_f000) << hi_shift);
+            // The linear pointers' high bits sit above the opcode, from bit 12.
+            f.fip = (w[3] & 0xffff) | ((w[4] & 0x0fff_f000) << 4);
             f.fop = (w[4] & 0x7ff) as u16;
-            f.fdp = (w[5] & 0xffff) | ((w[6] & 0xffff_f000) << hi_shift);
+            f.fdp = (w[5] & 0xffff) | ((w[6] & 0x0fff_f000) << 4);
             f.fcs = 0;
             f.fds = 0;
         } else {
@@ -158,7 +171,10 @@ impl Cpu {
         }
         self.probe_write(self.lin(seg, ea), 512)?;
         let f = self.fpu.clone();
-        let w0 = f.fcw as u64 | ((self.fsw() as u64) << 16) | ((f.ftw as u64) << 32) | ((f.fop as u64 & 0x7ff) << 48);
+        let w0 = f.fcw as u64
+            | ((self.fsw() as u64) << 16)
+            | ((f.ftw as u64) << 32)
+            | ((f.fop as u64 & 0x7ff) << 48);
         self.write(seg, ea, 8, w0)?;
         if ins.mnemonic() == M::Fxsave64 {
             self.write(seg, ea.wrapping_add(8), 8, f.fip)?;

@@ -52,9 +52,15 @@ impl Rng {
                 }
             }
             9 => (16383 + (self.next() % 130) as u128 - 65, (1 << 63) | (self.next() >> 1)),
-            10 => (self.pick(&[16383, 16384, 16382, 16385]), (1 << 63) | self.pick(&[0, 1, 0x7fff_ffff_ffff_ffff, 0x4000_0000_0000_0000, 0xff])),
+            10 => (
+                self.pick(&[16383, 16384, 16382, 16385]),
+                (1 << 63) | self.pick(&[0, 1, 0x7fff_ffff_ffff_ffff, 0x4000_0000_0000_0000, 0xff]),
+            ),
             11 => (16383 + (self.next() % 20) as u128, (1 << 63) | (self.next() >> 1) & !0xff_ffff_ffff),
-            12 => (self.pick(&[1u128, 2, 3, 0x7ffe, 0x7ffd, 0x3c01, 0x43fe, 0x3f81, 0x407e, 0x3bcc, 0x3f6a]), (1 << 63) | (self.next() >> 1)),
+            12 => (
+                self.pick(&[1u128, 2, 3, 0x7ffe, 0x7ffd, 0x3c01, 0x43fe, 0x3f81, 0x407e, 0x3bcc, 0x3f6a]),
+                (1 << 63) | (self.next() >> 1),
+            ),
             _ => (16383 + (self.next() % 16) as u128 - 8, (1 << 63) | (self.next() >> 1)),
         };
         (s << 79) | (e << 64) | m as u128
@@ -208,7 +214,12 @@ pub(super) const MEM: u64 = 0x20000;
 
 /// Runs `bytes` in the interpreter in 64-bit mode between FXRSTOR64 and FXSAVE64 of `img`
 /// with `mem` at [rsi]: (image after, memory after, rflags after).
-pub(super) fn interp(bytes: &[u8], img: &[u8; 512], mem: &[u8; 128], flags: u64) -> ([u8; 512], [u8; 128], u64) {
+pub(super) fn interp(
+    bytes: &[u8],
+    img: &[u8; 512],
+    mem: &[u8; 128],
+    flags: u64,
+) -> ([u8; 512], [u8; 128], u64) {
     let mut code = vec![0x48, 0x0f, 0xae, 0x0f];
     code.extend_from_slice(bytes);
     code.extend_from_slice(&[0x48, 0x0f, 0xae, 0x07, 0xf4]);
@@ -312,11 +323,11 @@ pub(super) fn image(rng: &mut Rng) -> [u8; 512] {
     let mut img = [0u8; 512];
     let cw = fcw(rng);
     let mut flags = rng.next() as u16 & cw & 0x3f;
-    if rng.next() % 4 != 0 {
+    if !rng.next().is_multiple_of(4) {
         flags = 0;
     }
     let sw = (rng.next() as u16 & 0x4700) | flags | ((rng.next() as u16 & 7) << 11);
-    let tw = if rng.next() % 2 == 0 { 0xff } else { rng.next() as u8 };
+    let tw = if rng.next().is_multiple_of(2) { 0xff } else { rng.next() as u8 };
     img[0..2].copy_from_slice(&cw.to_le_bytes());
     img[2..4].copy_from_slice(&sw.to_le_bytes());
     img[4] = tw;
@@ -451,7 +462,8 @@ fn x87_instructions_match_the_host_cpu() {
     {
         let only = std::env::var("X87_CASE").ok();
         let n = std::env::var("X87_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
-        let seed = std::env::var("X87_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_abcd_0001);
+        let seed =
+            std::env::var("X87_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_abcd_0001);
         let mut rng = Rng(seed);
         let mut total = Tally::default();
         let mut per_case = Vec::new();
@@ -471,7 +483,8 @@ fn x87_instructions_match_the_host_cpu() {
             "x87 differential: {} runs, transcendentals off by one ulp in {} (max {} ulp)",
             total.runs, total.off_by_one, total.max_ulp
         );
-        let bad: Vec<&String> = per_case.iter().filter(|s| !s.starts_with(|_| false) && !s.contains(": 0/")).collect();
+        let bad: Vec<&String> =
+            per_case.iter().filter(|s| !s.starts_with(|_| false) && !s.contains(": 0/")).collect();
         assert!(
             total.failures.is_empty(),
             "mismatching cases: {bad:?}\nfirst ones:\n{}",

@@ -64,7 +64,6 @@ fn constant(ctl: Ctl, q: Q, neg: bool) -> Res {
     finish(ctl, if neg { -q } else { q }, Dir::Above)
 }
 
-
 /// FSIN, FCOS, FPTAN, FSINCOS on x: (first result, second result) or None when |x| >= 2^63
 /// (C2 set, nothing changes).
 fn trig(ctl: Ctl, m: M, x: u128) -> Option<(Res, Res)> {
