@@ -43,6 +43,8 @@ impl Cpu {
             Fst | Fstp | Fstpnce if !mem => {
                 let d = Self::st_op(ins, 0);
                 match self.st_get(0) {
+                    // The D9 D8+i alias checks for no empty register: it only pops then.
+                    None if m == Fstpnce => self.set_c1(false),
                     Some(v) => {
                         self.st_set(d, v);
                         self.set_c1(false);

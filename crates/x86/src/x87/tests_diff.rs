@@ -194,6 +194,14 @@ pub(super) fn cases() -> Vec<Case> {
         "fnclex" None false [0xdb, 0xe2] "fninit" None false [0xdb, 0xe3] "fnop" None false [0xd9, 0xd0]
         "fnstenv" None false [0xd9, 0x36] "fnsave" None false [0xdd, 0x36]
         "fldenv" Raw false [0xd9, 0x26] "frstor" Raw false [0xdd, 0x26]
+        "fstp1 alias" None false [0xd9, 0xd9] "fxch4 alias" None false [0xdd, 0xca] "fxch7 alias" None false [0xdf, 0xcb]
+        "fstp8 alias" None false [0xdf, 0xd1] "fstp9 alias" None false [0xdf, 0xda] "fcom2 alias" None false [0xdc, 0xd1]
+        "fcomp3 alias" None false [0xdc, 0xda] "fcomp5 alias" None false [0xde, 0xd1] "fneni" None false [0xdb, 0xe0]
+        "fcomp m64" F64 false [0xdc, 0x1e] "ficom m16" I16 false [0xde, 0x16] "fiadd m16" I16 false [0xde, 0x06]
+        "fimul m32" I32 false [0xda, 0x0e] "fisub m32" I32 false [0xda, 0x26] "fisubr m16" I16 false [0xde, 0x2e]
+        "fidiv m16" I16 false [0xde, 0x36] "fidivr m32" I32 false [0xda, 0x3e] "ficomp m32" I32 false [0xda, 0x1e]
+        "fxch st3" None false [0xd9, 0xcb] "fst st0" None false [0xdd, 0xd0] "fstp st0" None false [0xdd, 0xd8]
+        "fld st0" None false [0xd9, 0xc0] "fucomi st0" None false [0xdb, 0xe8] "fmul st,st0" None false [0xd8, 0xc8]
     }
 }
 
