@@ -34,6 +34,11 @@ pub const C3: u16 = 0x4000;
 pub const ES: u16 = 0x80;
 pub const B: u16 = 0x8000;
 
+/// A control word as loaded: reserved bits 7 and 13-15 read as 0, bit 6 as 1.
+pub(crate) fn fcw_bits(v: u16) -> u16 {
+    (v & 0x1f3f) | 0x40
+}
+
 impl Cpu {
     /// The x87 instructions and FXSAVE/FXRSTOR.
     pub(crate) fn exec_x87(&mut self, ins: &Instruction) -> R<Flow> {
@@ -76,7 +81,7 @@ impl Cpu {
                 self.wr(ins, 0, v)?;
             }
             M::Fldcw => {
-                self.fpu.fcw = self.rd(ins, 0)? as u16;
+                self.fpu.fcw = fcw_bits(self.rd(ins, 0)? as u16);
                 self.update_es();
             }
             M::Fnstenv => self.fnstenv(ins)?,

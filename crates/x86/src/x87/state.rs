@@ -38,8 +38,8 @@ impl Cpu {
         let (cw, sw, tw) = (f.fcw as u64, self.fsw() as u64, self.full_tag() as u64);
         let fop = f.fop as u64 & 0x7ff;
         let real = self.real_layout();
-        let lip = (f.fcs as u64) * 16 + f.fip;
-        let ldp = (f.fds as u64) * 16 + f.fdp;
+        let lip = ((f.fcs as u64) << 4).wrapping_add(f.fip);
+        let ldp = ((f.fds as u64) << 4).wrapping_add(f.fdp);
         if small {
             let (w3, w4, w5, w6) = if real {
                 (lip & 0xffff, ((lip >> 4) & 0xf000) | fop, ldp & 0xffff, (ldp >> 4) & 0xf000)
@@ -126,7 +126,7 @@ impl Cpu {
         }
         let real = self.real_layout();
         let f = &mut self.fpu;
-        f.fcw = w[0] as u16;
+        f.fcw = super::fcw_bits(w[0] as u16);
         f.fsw = w[1] as u16 & !0x3800;
         f.top = ((w[1] >> 11) & 7) as u8;
         let tw = w[2] as u16;
@@ -229,7 +229,7 @@ impl Cpu {
         }
         let wide = ins.mnemonic() == M::Fxrstor64;
         let f = &mut self.fpu;
-        f.fcw = w0 as u16;
+        f.fcw = super::fcw_bits(w0 as u16);
         let fsw = (w0 >> 16) as u16;
         f.fsw = fsw & !0x3800;
         f.top = ((fsw >> 11) & 7) as u8;

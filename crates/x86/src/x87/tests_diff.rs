@@ -329,7 +329,11 @@ fn fcw(rng: &mut Rng) -> u16 {
 /// A random FXSAVE image with no exception pending.
 pub(super) fn image(rng: &mut Rng) -> [u8; 512] {
     let mut img = [0u8; 512];
-    let cw = fcw(rng);
+    let mut cw = fcw(rng);
+    if rng.next().is_multiple_of(8) {
+        // Reserved bits, which FXRSTOR is expected to drop.
+        cw = (cw | (rng.next() as u16 & 0xe080)) & !0x40;
+    }
     let mut flags = rng.next() as u16 & cw & 0x3f;
     if !rng.next().is_multiple_of(4) {
         flags = 0;
@@ -362,7 +366,9 @@ pub(super) fn memory(rng: &mut Rng, m: Mem) -> [u8; 128] {
         Mem::I64 => b[..8].copy_from_slice(&rng.int(64).to_le_bytes()),
         Mem::Bcd => b[..10].copy_from_slice(&rng.bcd().to_le_bytes()[..10]),
         Mem::Raw => {
-            b[..4].copy_from_slice(&(fcw(rng) as u32).to_le_bytes());
+            // Sometimes reserved control-word bits too (bit 6 reads as 1, 13-15 as 0).
+            let cw = if rng.next().is_multiple_of(4) { rng.next() as u16 & 0xffbf } else { fcw(rng) };
+            b[..4].copy_from_slice(&(cw as u32).to_le_bytes());
             let sw = rng.next() as u16 & 0x7fff;
             b[4..8].copy_from_slice(&(sw as u32).to_le_bytes());
             for r in 0..8 {
