@@ -417,6 +417,10 @@ pub(super) fn run_case(case: &Case, rng: &mut Rng, n: usize, t: &mut Tally) {
         let i = interp(case.bytes, &img, &mem, flags_in);
         t.runs += 1;
         let mut diff = image_diff(&h.0, &i.0);
+        // The host (AMD) saves FOP only while an exception is pending; compare it then.
+        if h.0[2] & 0x80 != 0 && (h.0[6] != i.0[6] || h.0[7] != i.0[7]) {
+            diff.push(6);
+        }
         let mem_range: Vec<usize> = match case.name {
             "fnstenv" => (0..12).collect(),
             "fnsave" => (0..12).chain(28..108).collect(),
