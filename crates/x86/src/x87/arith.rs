@@ -209,26 +209,12 @@ pub fn round_int(rc: u8, s: bool, e: i32, m: u64) -> (u128, bool, bool) {
     let x = (m as u128) << 64;
     if e < 0 {
         let (x, st) = shr_jam(x, (-e) as u32, false);
-        let (k, up, inexact) = round_bits_pub(rc, s, x, st, 127);
+        let (k, up, inexact) = round_bits(rc, s, x, st, 127);
         (k, inexact, up)
     } else {
-        let (k, up, inexact) = round_bits_pub(rc, s, x, false, (127 - e) as u32);
+        let (k, up, inexact) = round_bits(rc, s, x, false, (127 - e) as u32);
         (k, inexact, up)
     }
-}
-
-fn round_bits_pub(rc: u8, s: bool, sig: u128, sticky: bool, g: u32) -> (u128, bool, bool) {
-    let k = sig >> g;
-    let rem = sig & ((1u128 << g) - 1);
-    let half = 1u128 << (g - 1);
-    let inexact = rem != 0 || sticky;
-    let up = match rc {
-        0 => rem > half || (rem == half && (sticky || k & 1 != 0)),
-        1 => inexact && s,
-        2 => inexact && !s,
-        _ => false,
-    };
-    (k + up as u128, up, inexact)
 }
 
 /// An exact integer magnitude as an 80-bit value.

@@ -164,7 +164,7 @@ pub fn shr_jam(sig: u128, n: u32, sticky: bool) -> (u128, bool) {
 
 /// Rounds `sig` (plus a sticky bit below it) to the bits above bit `g`: (kept bits,
 /// rounded up, inexact).
-fn round_bits(rc: u8, sign: bool, sig: u128, sticky: bool, g: u32) -> (u128, bool, bool) {
+pub fn round_bits(rc: u8, sign: bool, sig: u128, sticky: bool, g: u32) -> (u128, bool, bool) {
     let k = sig >> g;
     let rem = sig & ((1u128 << g) - 1);
     let half = 1u128 << (g - 1);
