@@ -16,6 +16,8 @@ mod trans;
 mod tests;
 #[cfg(test)]
 mod tests_diff;
+#[cfg(test)]
+mod tests_gen;
 
 use crate::cpu::*;
 use crate::exec::Flow;

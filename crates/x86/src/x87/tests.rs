@@ -211,3 +211,58 @@ fn fxam_classifies_every_kind_of_value() {
         assert_eq!((got, f & super::C1 != 0), ((c3, c2, c0), c1), "{v:#x}");
     }
 }
+
+#[test]
+fn a_page_fault_on_the_memory_operand_leaves_the_fpu_unchanged() {
+    use iced_x86::{Decoder, DecoderOptions};
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+    // Long mode with 4 KiB pages: 0x20000 read-only, 0x21000 not present, the rest identity.
+    let gm: crate::GuestMemory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+    gm.write_obj(0x41003u64, GuestAddress(0x40000)).unwrap();
+    gm.write_obj(0x42003u64, GuestAddress(0x41000)).unwrap();
+    gm.write_obj(0x43003u64, GuestAddress(0x42000)).unwrap();
+    for i in 0..512u64 {
+        let pte = match i {
+            0x20 => (i << 12) | 1,
+            0x21 => 0,
+            _ => (i << 12) | 3,
+        };
+        gm.write_obj(pte, GuestAddress(0x43000 + 8 * i)).unwrap();
+    }
+    let mut v = InterpVcpu::new(&gm, u64::MAX, 0, None);
+    let c = v.cpu();
+    c.cr3 = 0x40000;
+    c.cr4 |= cpu::CR4_PAE;
+    c.efer = cpu::EFER_LMA | cpu::EFER_LME;
+    c.cr0 = cpu::CR0_PE | cpu::CR0_PG | cpu::CR0_WP | 0x20;
+    c.segs[cpu::CS] = cpu::Segment::real(0, 0x9b);
+    c.segs[cpu::CS].attr = 0xa09b;
+    c.regs[6] = 0x20000;
+    c.regs[7] = 0x21000;
+    // Two values on the stack, an exception flag and a code set.
+    c.fpu.top = 6;
+    c.fpu.ftw = 0xc0;
+    c.fpu.st[6] = pack(false, 16383 + 3, 0xa000_0000_0000_0000);
+    c.fpu.st[7] = one(true);
+    c.fpu.fsw = PE | super::C1;
+    c.fpu.fcw = 0x37f;
+    let before = format!("{:?}", c.fpu);
+    let forms: [&[u8]; 10] = [
+        &[0xdd, 0x1e],             // fstp qword [rsi] (read-only)
+        &[0xdf, 0x3e],             // fistp qword [rsi]
+        &[0xdf, 0x36],             // fbstp [rsi]
+        &[0xdb, 0x3e],             // fstp tbyte [rsi]
+        &[0xdd, 0x36],             // fnsave [rsi]
+        &[0xd9, 0x36],             // fnstenv [rsi]
+        &[0xdd, 0x07],             // fld qword [rdi] (not present)
+        &[0xdc, 0x07],             // fadd qword [rdi]
+        &[0xdd, 0x27],             // frstor [rdi]
+        &[0x48, 0x0f, 0xae, 0x0f], // fxrstor64 [rdi]
+    ];
+    for bytes in forms {
+        let ins = Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode();
+        let r = c.exec(&ins);
+        assert!(matches!(r, Err(cpu::Fault::Exc(cpu::PF_V, Some(_)))), "{bytes:02x?}: {r:?}");
+        assert_eq!(format!("{:?}", c.fpu), before, "{bytes:02x?} changed the FPU before faulting");
+    }
+}
