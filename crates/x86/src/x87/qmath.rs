@@ -65,6 +65,10 @@ impl Q {
     pub fn is_zero(self) -> bool {
         self.0.is_zero()
     }
+    /// The same value, bit for bit.
+    pub fn same(self, o: Q) -> bool {
+        self.0.bitwise_eq(o.0)
+    }
     pub fn lt(self, o: Q) -> bool {
         self.0 < o.0
     }

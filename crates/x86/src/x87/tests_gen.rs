@@ -18,7 +18,9 @@ impl Rng {
     pub fn ext(&mut self) -> u128 {
         let s = (self.next() & 1) as u128;
         let r = self.next();
-        let (e, m): (u128, u64) = match r % 20 {
+        let (e, m): (u128, u64) = match r % 21 {
+            // Pseudo-infinity and pseudo-NaNs.
+            14 => (0x7fff, self.next() >> (1 + r % 63)),
             0 => (0, 0),
             1 => (0, self.next() >> (1 + r % 63)),
             2 => (0x7fff, 1 << 63),
@@ -134,8 +136,19 @@ pub(super) fn image(rng: &mut Rng) -> [u8; 512] {
     img[2..4].copy_from_slice(&sw.to_le_bytes());
     img[4] = tw;
     img[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
-    for r in 0..8 {
-        let v = rng.ext();
+    let mut regs = [0u128; 8];
+    for r in regs.iter_mut() {
+        *r = rng.ext();
+    }
+    if rng.next().is_multiple_of(4) {
+        // ST1 close to ST0 (cancellation, equality): a few ulps away, maybe negated. The
+        // image holds the registers in stack order.
+        let d = rng.next() % 5;
+        let v = regs[0] ^ ((rng.next() & 1) as u128) << 79;
+        regs[1] =
+            if rng.next().is_multiple_of(2) { v.wrapping_add(d as u128) } else { v.wrapping_sub(d as u128) };
+    }
+    for (r, v) in regs.iter().enumerate() {
         img[32 + 16 * r..42 + 16 * r].copy_from_slice(&v.to_le_bytes()[..10]);
     }
     img

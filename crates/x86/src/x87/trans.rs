@@ -146,6 +146,24 @@ fn patan(ctl: Ctl, y: u128, x: u128) -> Res {
     with(ctl, f, r)
 }
 
+/// y * log2(x) when the logarithm is an integer: exact, but reported inexact all the same
+/// (and so a tiny result underflows).
+fn exact_product(ctl: Ctl, q: Q, scale: i32) -> Res {
+    let mut r = finish_scaled(ctl, q, Dir::Exact, scale);
+    r.flags |= PE;
+    if exp_field(r.v) == 0 && r.v & ((1 << 79) - 1) != 0 {
+        r.flags |= UE;
+    }
+    r
+}
+
+/// log2(sum) when `sum` = 1 + x was computed exactly and is a power of two.
+fn exact_log2(sum: Q, x: Q) -> Option<i32> {
+    let (s, e, m) = sum.parts();
+    let exact = (sum - Q::int(1)).same(x);
+    (exact && !s && m == 1 << 127).then_some(e)
+}
+
 /// FYL2X: y * log2(x).
 fn yl2x(ctl: Ctl, y: u128, x: u128) -> Res {
     let f = match precheck(ctl, x, Some(y), false) {
@@ -174,13 +192,7 @@ fn yl2x(ctl: Ctl, y: u128, x: u128) -> Res {
                 // log2 of a power of two is exact, and so is the product (PE all the same).
                 _ if m == 1 << 63 => {
                     let (qy, ey) = to_q_scaled(y);
-                    let mut r = finish_scaled(ctl, qy * l, Dir::Exact, ey);
-                    // Reported inexact all the same, and so a tiny result underflows.
-                    r.flags |= PE;
-                    if exp_field(r.v) == 0 {
-                        r.flags |= UE;
-                    }
-                    r
+                    exact_product(ctl, qy * l, ey)
                 }
                 _ => {
                     let (qy, ey) = to_q_scaled(y);
@@ -220,6 +232,8 @@ fn yl2xp1(ctl: Ctl, y: u128, x: u128) -> Res {
                     // log2(1 + x) = (x - x^2/2...) / ln 2: x / ln 2, a hair toward -inf.
                     let dir = if sx { Dir::Above } else { Dir::Below };
                     finish_scaled(ctl, qy * (xs / qmath::ln2()), dir, ey + ex)
+                } else if let Some(k) = exact_log2(Q::int(1) + qx, qx) {
+                    exact_product(ctl, qy * Q::int(k as i64), ey)
                 } else {
                     finish_scaled(ctl, qy * qmath::log2_1p(qx), Dir::Above, ey)
                 }
