@@ -238,6 +238,25 @@ impl Cpu {
         (ins.op_register(i) as usize).wrapping_sub(Register::ST0 as usize) & 7
     }
 
+    /// Checks a multi-byte x87 operand the way the host does: the first byte's page, then
+    /// the span's last byte for canonicity, then the second page, named by its first byte or
+    /// (`name_last`, the environment and state images) by the span's last byte.
+    fn x87_probe(&mut self, lin: u64, len: usize, write: bool, name_last: bool) -> R<()> {
+        let acc = || if write { Access::Write } else { Access::Read };
+        if self.long_mode() && !canonical(lin) {
+            return Err(gp(0));
+        }
+        self.tlb_lookup(lin, acc())?;
+        let last = lin.wrapping_add(len as u64 - 1);
+        if self.long_mode() && !canonical(last) {
+            return Err(gp(0));
+        }
+        if (last ^ lin) >> 12 != 0 {
+            self.tlb_lookup(if name_last { last } else { last & !0xfff }, acc())?;
+        }
+        Ok(())
+    }
+
     fn fpu_x87_check(&self) -> R<()> {
         if self.cr0 & (CR0_EM | CR0_TS) != 0 {
             return Err(Fault::Exc(NM, None));

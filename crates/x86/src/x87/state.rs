@@ -77,7 +77,7 @@ impl Cpu {
         let small = Self::env16(ins);
         let env_len = if small { 14 } else { 28 };
         let len = if regs { env_len + 80 } else { env_len };
-        self.probe_write(self.lin(seg, ea), len as usize)?;
+        self.x87_probe(self.lin(seg, ea), len as usize, true, true)?;
         for (off, size, v) in self.env_image(small) {
             self.write(seg, ea.wrapping_add(off), size, v)?;
         }
@@ -110,6 +110,8 @@ impl Cpu {
         let ea = self.ea(ins);
         let small = Self::env16(ins);
         let (step, size) = if small { (2u64, 2usize) } else { (4, 4) };
+        let len = 7 * step + if regs { 80 } else { 0 };
+        self.x87_probe(self.lin(seg, ea), len as usize, false, true)?;
         let mut w = [0u64; 7];
         for (i, x) in w.iter_mut().enumerate() {
             *x = self.read(seg, ea.wrapping_add(step * i as u64), size)?;

@@ -292,6 +292,7 @@ impl Cpu {
                 }
                 let Some((a, b)) = trig(ctl, m, x) else {
                     self.set_cc(C2, true);
+                    self.set_c1(false);
                     return Ok(());
                 };
                 let flags = a.flags | if pushes { b.flags } else { 0 };
@@ -299,12 +300,10 @@ impl Cpu {
                     return Ok(());
                 }
                 self.st_set(0, a.v);
+                // C1 tells how the first result (the tangent, the sine) was rounded.
                 self.set_c1(a.up);
                 if pushes {
                     self.x87_push(b.v);
-                    if m == M::Fsincos {
-                        self.set_c1(b.up);
-                    }
                 }
             }
             M::F2xm1 => {
