@@ -8,6 +8,7 @@ mod convert;
 mod float;
 mod ops_arith;
 mod ops_move;
+mod probe;
 mod qmath;
 mod state;
 mod trans;
@@ -236,25 +237,6 @@ impl Cpu {
     /// The register operand `i` of the instruction as a stack index.
     fn st_op(ins: &Instruction, i: u32) -> usize {
         (ins.op_register(i) as usize).wrapping_sub(Register::ST0 as usize) & 7
-    }
-
-    /// Checks a multi-byte x87 operand the way the host does: the first byte's page, then
-    /// the span's last byte for canonicity, then the second page, named by its first byte or
-    /// (`name_last`, the environment and state images) by the span's last byte.
-    fn x87_probe(&mut self, lin: u64, len: usize, write: bool, name_last: bool) -> R<()> {
-        let acc = || if write { Access::Write } else { Access::Read };
-        if self.long_mode() && !canonical(lin) {
-            return Err(gp(0));
-        }
-        self.tlb_lookup(lin, acc())?;
-        let last = lin.wrapping_add(len as u64 - 1);
-        if self.long_mode() && !canonical(last) {
-            return Err(gp(0));
-        }
-        if (last ^ lin) >> 12 != 0 {
-            self.tlb_lookup(if name_last { last } else { last & !0xfff }, acc())?;
-        }
-        Ok(())
     }
 
     fn fpu_x87_check(&self) -> R<()> {

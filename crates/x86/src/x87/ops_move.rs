@@ -244,7 +244,7 @@ impl Cpu {
     fn x87_write_mem(&mut self, seg: usize, ea: u64, ms: MemorySize, (lo, hi): (u64, u64)) -> R<()> {
         let size = ms.size();
         if size == 10 {
-            self.x87_probe(self.lin(seg, ea), 10, true, false)?;
+            self.x87_probe_ten(seg, ea)?;
             self.write(seg, ea, 8, lo)?;
             self.write(seg, ea.wrapping_add(8), 2, hi)
         } else {

@@ -77,7 +77,7 @@ impl Cpu {
         let small = Self::env16(ins);
         let env_len = if small { 14 } else { 28 };
         let len = if regs { env_len + 80 } else { env_len };
-        self.x87_probe(self.lin(seg, ea), len as usize, true, true)?;
+        self.x87_probe_image(seg, ea, len as usize, if small { 2 } else { 4 }, true)?;
         for (off, size, v) in self.env_image(small) {
             self.write(seg, ea.wrapping_add(off), size, v)?;
         }
@@ -111,7 +111,7 @@ impl Cpu {
         let small = Self::env16(ins);
         let (step, size) = if small { (2u64, 2usize) } else { (4, 4) };
         let len = 7 * step + if regs { 80 } else { 0 };
-        self.x87_probe(self.lin(seg, ea), len as usize, false, true)?;
+        self.x87_probe_image(seg, ea, len as usize, size, false)?;
         let mut w = [0u64; 7];
         for (i, x) in w.iter_mut().enumerate() {
             *x = self.read(seg, ea.wrapping_add(step * i as u64), size)?;
@@ -168,10 +168,7 @@ impl Cpu {
     pub(super) fn fxsave(&mut self, ins: &Instruction) -> R<()> {
         let seg = self.mem_seg(ins);
         let ea = self.ea(ins);
-        if self.lin(seg, ea) & 15 != 0 {
-            return Err(gp(0));
-        }
-        self.probe_write(self.lin(seg, ea), 512)?;
+        self.x87_probe_fx(seg, ea, true)?;
         let f = self.fpu.clone();
         let w0 = f.fcw as u64
             | ((self.fsw() as u64) << 16)
@@ -204,9 +201,7 @@ impl Cpu {
     pub(super) fn fxrstor(&mut self, ins: &Instruction) -> R<()> {
         let seg = self.mem_seg(ins);
         let ea = self.ea(ins);
-        if self.lin(seg, ea) & 15 != 0 {
-            return Err(gp(0));
-        }
+        self.x87_probe_fx(seg, ea, false)?;
         let w0 = self.read(seg, ea, 8)?;
         let w1 = self.read(seg, ea.wrapping_add(8), 8)?;
         let w2 = self.read(seg, ea.wrapping_add(16), 8)?;
