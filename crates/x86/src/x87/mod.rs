@@ -19,6 +19,8 @@ mod tests;
 mod tests_diff;
 #[cfg(test)]
 mod tests_gen;
+#[cfg(test)]
+mod tests_values;
 
 use crate::cpu::*;
 use crate::exec::Flow;
