@@ -1,0 +1,55 @@
+//! MXCSR: LDMXCSR/STMXCSR and turning an operation's exception flags into MXCSR bits or
+//! a SIMD floating-point exception.
+
+use super::softfloat::{Env, DE, IE, ZE};
+use crate::cpu::*;
+use iced_x86::{Instruction, Mnemonic as M};
+
+/// CR4.OSXMMEXCPT: the OS handles #XM (else unmasked SIMD exceptions raise #UD).
+pub(crate) const CR4_OSXMMEXCPT: u64 = 1 << 10;
+/// The SIMD floating-point exception vector.
+pub(crate) const XM: u8 = 19;
+
+impl Cpu {
+    pub(super) fn ldst_mxcsr(&mut self, ins: &Instruction) -> R<()> {
+        if ins.mnemonic() == M::Stmxcsr {
+            let v = self.fpu.mxcsr as u64;
+            return self.wr(ins, 0, v);
+        }
+        let v = self.rd(ins, 0)? as u32;
+        if v & !0xffff != 0 {
+            return Err(gp(0));
+        }
+        self.fpu.mxcsr = v;
+        Ok(())
+    }
+
+    /// The rounding state for an SSE floating-point instruction.
+    #[inline]
+    pub(super) fn fp_env(&self) -> Env {
+        Env::from_mxcsr(self.fpu.mxcsr)
+    }
+
+    /// Records an instruction's exception flags in MXCSR. An unmasked one raises #XM (#UD
+    /// without CR4.OSXMMEXCPT) and the caller leaves the destination unchanged; as on
+    /// hardware, an unmasked IE/DE/ZE in any lane stops OE/UE/PE from being recorded.
+    #[inline]
+    pub(super) fn fp_commit(&mut self, env: &Env) -> R<()> {
+        if env.flags == 0 {
+            return Ok(());
+        }
+        let masks = (self.fpu.mxcsr >> 7) & 0x3f;
+        let pre = env.flags & (IE | DE | ZE);
+        let raised = if pre & !masks != 0 {
+            self.fpu.mxcsr |= pre;
+            true
+        } else {
+            self.fpu.mxcsr |= env.flags;
+            env.flags & !masks != 0
+        };
+        if raised {
+            return Err(if self.cr4 & CR4_OSXMMEXCPT != 0 { Fault::Exc(XM, None) } else { ud() });
+        }
+        Ok(())
+    }
+}
