@@ -89,7 +89,9 @@ fn packed(m: M, env: &mut Env, a: u128, b: u128) -> u128 {
         M::Cvtss2sd => lanes(b, a, 1, 32, 64, |x| sf::convert(F32, F64, env, x)),
         M::Cvtsd2ss => lanes(b, a, 1, 64, 32, |x| sf::convert(F64, F32, env, x)),
         M::Cvtdq2ps => lanes(b, 0, 4, 32, 32, |x| sf::from_int(F32, env, x as u32 as i32 as i64)),
-        M::Cvtdq2pd | M::Cvtpi2pd => lanes(b, 0, 2, 32, 64, |x| sf::from_int(F64, env, x as u32 as i32 as i64)),
+        M::Cvtdq2pd | M::Cvtpi2pd => {
+            lanes(b, 0, 2, 32, 64, |x| sf::from_int(F64, env, x as u32 as i32 as i64))
+        }
         M::Cvtpi2ps => lanes(b, a, 2, 32, 32, |x| sf::from_int(F32, env, x as u32 as i32 as i64)),
         M::Cvtps2dq => lanes(b, 0, 4, 32, 32, |x| sf::to_int(F32, env, x, 32, rc)),
         M::Cvttps2dq => lanes(b, 0, 4, 32, 32, |x| sf::to_int(F32, env, x, 32, 3)),

@@ -47,7 +47,19 @@ pub(crate) fn vreg(r: Register) -> Option<V> {
 
 /// Legacy SSE operands of 16 bytes in memory must be aligned, except for these.
 fn unaligned_ok(m: M) -> bool {
-    matches!(m, M::Movups | M::Movupd | M::Movdqu | M::Lddqu | M::Pcmpestri | M::Pcmpestrm | M::Pcmpistri | M::Pcmpistrm)
+    matches!(
+        m,
+        M::Movups
+            | M::Movupd
+            | M::Movdqu
+            | M::Lddqu
+            | M::Pcmpestri
+            | M::Pcmpestrm
+            | M::Pcmpistri
+            | M::Pcmpistrm
+            | M::Pcmpestri64
+            | M::Pcmpestrm64
+    )
 }
 
 impl Cpu {
@@ -170,23 +182,25 @@ impl Cpu {
             }
             _ => {}
         }
-        let (mut xmm, mut mm) = (false, false);
-        for i in 0..ins.op_count() {
-            if ins.op_kind(i) == OpKind::Register {
-                let r = ins.op_register(i);
-                xmm |= r.is_xmm();
-                mm |= r.is_mm();
-            }
-        }
-        if !xmm && !mm && ins.mnemonic() != M::Movnti {
+        let simd = feats
+            .iter()
+            .any(|f| matches!(f, F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::SSE4_2));
+        if !simd {
             return self.unimplemented(ins);
         }
-        if xmm || ins.mnemonic() == M::Movnti {
-            self.sse_check()?;
+        let mut mm = false;
+        for i in 0..ins.op_count() {
+            if ins.op_kind(i) == OpKind::Register {
+                mm |= ins.op_register(i).is_mm();
+            }
         }
+        // MMX-register instructions follow MMX's checks (and switch the x87 unit to MMX
+        // mode); the others, SSE's.
         if mm {
             self.mmx_check()?;
             self.mmx_enter();
+        } else {
+            self.sse_check()?;
         }
         // Each family turns an instruction down by its mnemonic alone, before touching
         // operands; the integer family, last, reads the source first.
@@ -221,3 +235,5 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests_diff;
+#[cfg(test)]
+mod tests_forms;

@@ -29,11 +29,7 @@ impl Cpu {
             }
             M::Movd | M::Movq => {
                 let v = self.vread(ins, 1)?;
-                let v = if self.op_size(ins, 1) >= 8 {
-                    v & LO64
-                } else {
-                    v & u32::MAX as u128
-                };
+                let v = if self.op_size(ins, 1) >= 8 { v & LO64 } else { v & u32::MAX as u128 };
                 // A vector destination is zero-extended; MOVQ mm, mm copies 64 bits.
                 self.vwrite(ins, 0, v)?;
             }
@@ -86,7 +82,9 @@ impl Cpu {
                         .iter()
                         .enumerate()
                         .fold(0u64, |a, (i, b)| a | (((b >> 7) as u64) << i)),
-                    M::Movmskps => lanes32(v).iter().enumerate().fold(0u64, |a, (i, b)| a | (((b >> 31) as u64) << i)),
+                    M::Movmskps => {
+                        lanes32(v).iter().enumerate().fold(0u64, |a, (i, b)| a | (((b >> 31) as u64) << i))
+                    }
                     _ => lanes64(v).iter().enumerate().fold(0u64, |a, (i, b)| a | ((b >> 63) << i)),
                 };
                 // The destination is a full register (a 32-bit one zero-extends).

@@ -134,7 +134,13 @@ fn shuffle(m: M, a: u128, b: u128, imm: u8, w: usize, x0: u128) -> u128 {
             let mut cat = [0u8; 32];
             cat[..w].copy_from_slice(&b.to_le_bytes()[..w]);
             cat[w..2 * w].copy_from_slice(&a.to_le_bytes()[..w]);
-            from8(std::array::from_fn(|i| if i < w { cat.get(i + imm as usize).copied().unwrap_or(0) } else { 0 }))
+            from8(std::array::from_fn(|i| {
+                if i < w {
+                    cat.get(i + imm as usize).copied().unwrap_or(0)
+                } else {
+                    0
+                }
+            }))
         }
         M::Blendps => {
             let (x, y) = (lanes32(a), lanes32(b));

@@ -109,7 +109,13 @@ pub(crate) struct Env {
 
 impl Env {
     pub fn from_mxcsr(m: u32) -> Self {
-        Self { rc: (m >> 13) & 3, daz: m & 0x40 != 0, ftz: m & 0x8000 != 0, ue_unmasked: m & 0x800 == 0, flags: 0 }
+        Self {
+            rc: (m >> 13) & 3,
+            daz: m & 0x40 != 0,
+            ftz: m & 0x8000 != 0,
+            ue_unmasked: m & 0x800 == 0,
+            flags: 0,
+        }
     }
 
     /// DAZ: a denormal operand reads as a zero of its sign.
@@ -270,13 +276,13 @@ fn add(f: Fmt, env: &mut Env, a: u64, b: u64) -> u64 {
     if ai && bi && f.sign(a) != f.sign(b) {
         return env.invalid(f);
     }
+    env.denormal_check(f, a, b);
     if ai {
         return a;
     }
     if bi {
         return b;
     }
-    env.denormal_check(f, a, b);
     let (sa, ea, ma) = f.unpack(a);
     let (sb, eb, mb) = f.unpack(b);
     if ma == 0 && mb == 0 {
@@ -289,7 +295,8 @@ fn add(f: Fmt, env: &mut Env, a: u64, b: u64) -> u64 {
         return round_pack(f, env, sa, ea, ma as u128, false);
     }
     // Larger exponent first.
-    let ((sa, ea, ma), (sb, eb, mb)) = if ea >= eb { ((sa, ea, ma), (sb, eb, mb)) } else { ((sb, eb, mb), (sa, ea, ma)) };
+    let ((sa, ea, ma), (sb, eb, mb)) =
+        if ea >= eb { ((sa, ea, ma), (sb, eb, mb)) } else { ((sb, eb, mb), (sa, ea, ma)) };
     let d = (ea - eb) as u32;
     let (mut x, mut y, exp, sticky) = if d <= 64 {
         ((ma as u128) << d, mb as u128, eb, false)
@@ -411,7 +418,11 @@ pub(crate) fn convert(from: Fmt, to: Fmt, env: &mut Env, x: u64) -> u64 {
             env.flags |= IE;
         }
         let payload = x & from.frac_mask() | (1 << (from.frac - 1));
-        let p = if to.frac >= from.frac { payload << (to.frac - from.frac) } else { payload >> (from.frac - to.frac) };
+        let p = if to.frac >= from.frac {
+            payload << (to.frac - from.frac)
+        } else {
+            payload >> (from.frac - to.frac)
+        };
         return to.inf(from.sign(x)) | p;
     }
     if from.is_inf(x) {

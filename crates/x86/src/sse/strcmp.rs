@@ -109,7 +109,10 @@ fn explicit_len(reg: u64, wide: bool, n: usize) -> usize {
 impl Cpu {
     pub(super) fn simd_strcmp(&mut self, ins: &Instruction) -> R<bool> {
         let m = ins.mnemonic();
-        if !matches!(m, M::Pcmpestri | M::Pcmpestrm | M::Pcmpistri | M::Pcmpistrm) {
+        if !matches!(
+            m,
+            M::Pcmpestri | M::Pcmpestrm | M::Pcmpistri | M::Pcmpistrm | M::Pcmpestri64 | M::Pcmpestrm64
+        ) {
             return Ok(false);
         }
         let imm = ins.immediate8();
@@ -117,8 +120,14 @@ impl Cpu {
         let b = self.vread(ins, 1)?;
         let words = imm & 1 != 0;
         let (n, bits) = if words { (8, 16) } else { (16, 8) };
+        let m = match m {
+            M::Pcmpestri64 => M::Pcmpestri,
+            M::Pcmpestrm64 => M::Pcmpestrm,
+            m => m,
+        };
         let (la, lb) = if matches!(m, M::Pcmpestri | M::Pcmpestrm) {
-            let wide = matches!(ins.code(), Code::Pcmpestri64_xmm_xmmm128_imm8 | Code::Pcmpestrm64_xmm_xmmm128_imm8);
+            let wide =
+                matches!(ins.code(), Code::Pcmpestri64_xmm_xmmm128_imm8 | Code::Pcmpestrm64_xmm_xmmm128_imm8);
             (explicit_len(self.regs[0], wide, n), explicit_len(self.regs[2], wide, n))
         } else {
             (implicit_len(a, n, bits), implicit_len(b, n, bits))
