@@ -8,9 +8,9 @@ use super::softfloat::{Env, Fmt, Op, F32, PE};
 
 macro_rules! fast {
     ($name:ident, $sqrt:ident, $t:ty, $lo:expr, $hi:expr) => {
+        /// Far from overflow, underflow and the error-free transforms' limits.
         fn in_range(x: $t) -> bool {
-            let m = x.abs();
-            m >= $lo && m <= $hi
+            (<$t>::from_bits($lo)..=<$t>::from_bits($hi)).contains(&x.abs())
         }
 
         /// Applies MXCSR's rounding to `s`, the nearest result, whose exact value lies on the
@@ -75,7 +75,7 @@ macro_rules! fast {
 
 mod single {
     use super::*;
-    fast!(arith32, sqrt32, f32, 7.888609052210118e-31, 1.2676506002282294e30);
+    fast!(arith32, sqrt32, f32, 27 << 23, 227 << 23); // 2^-100..=2^100
     pub(super) fn arith(env: &mut Env, op: Op, a: u64, b: u64) -> Option<u64> {
         arith32(env, op, a, b)
     }
@@ -86,7 +86,7 @@ mod single {
 
 mod double {
     use super::*;
-    fast!(arith64, sqrt64, f64, 1.0261342003245941e-289, 9.745314011399999e288);
+    fast!(arith64, sqrt64, f64, 63 << 52, 1983 << 52); // 2^-960..=2^960
     pub(super) fn arith(env: &mut Env, op: Op, a: u64, b: u64) -> Option<u64> {
         arith64(env, op, a, b)
     }

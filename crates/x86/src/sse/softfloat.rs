@@ -179,8 +179,6 @@ fn split(sig: u128, shift: i32, sticky: bool) -> (u128, Rem) {
         Rem::Below
     } else if rem == half && !sticky {
         Rem::Half
-    } else if rem == half {
-        Rem::Above
     } else {
         Rem::Above
     };
@@ -225,7 +223,7 @@ pub(crate) fn round_pack(f: Fmt, env: &mut Env, neg: bool, exp: i32, sig: u128, 
         if r != Rem::Exact {
             env.flags |= PE;
         }
-        return f.zero(neg) | (((e + f.bias() - 1) as u64) << f.frac) + k as u64;
+        return f.zero(neg) | ((((e + f.bias() - 1) as u64) << f.frac) + k as u64);
     }
     // Tiny: the result is denormal (or zero) with its last bit at 2^(emin - frac).
     if env.ftz {
@@ -262,6 +260,16 @@ pub(crate) fn arith(f: Fmt, env: &mut Env, op: Op, a: u64, b: u64) -> u64 {
     }
     if let Some(r) = super::fastfp::arith(f, env, op, a, b) {
         return r;
+    }
+    arith_exact(f, env, op, a, b)
+}
+
+/// `a op b` by the integer path alone (after NaN handling in `arith`).
+pub(crate) fn arith_exact(f: Fmt, env: &mut Env, op: Op, a: u64, b: u64) -> u64 {
+    let a = env.daz(f, a);
+    let b = env.daz(f, b);
+    if f.is_nan(a) || f.is_nan(b) {
+        return env.nan2(f, a, b);
     }
     match op {
         Op::Add => add(f, env, a, b),
@@ -397,6 +405,24 @@ pub(crate) fn sqrt(f: Fmt, env: &mut Env, b: u64) -> u64 {
     }
     if let Some(r) = super::fastfp::sqrt(f, env, b) {
         return r;
+    }
+    sqrt_exact(f, env, b)
+}
+
+/// The square root by the integer path alone.
+pub(crate) fn sqrt_exact(f: Fmt, env: &mut Env, b: u64) -> u64 {
+    let b = env.daz(f, b);
+    if f.is_nan(b) {
+        return env.nan2(f, b, b);
+    }
+    if f.is_zero(b) {
+        return b;
+    }
+    if f.sign(b) {
+        return env.invalid(f);
+    }
+    if f.is_inf(b) {
+        return b;
     }
     env.denormal_check(f, b, 0);
     let (_, e, m) = f.unpack(b);

@@ -28,7 +28,7 @@ struct State {
 }
 
 const STATUS: u64 = 0x8d5;
-const DATA: u64 = 0x3000;
+pub(super) const DATA: u64 = 0x3000;
 
 pub(super) struct Rng(pub u64);
 impl Rng {
@@ -72,6 +72,8 @@ impl Rng {
             5 => s | ((0xfe - (r >> 40) % 4) << 23) as u32 | m,             // huge
             6 => s | 0x3f00_0000 | (m & 0x40_0003),                         // halves
             7 => s | ((120 + (r >> 40) % 16) << 23) as u32 | m,
+            // Few significant bits: exact and exactly-halfway results.
+            8 => s | ((100 + (r >> 40) % 60) << 23) as u32 | (m & 0x70_0001),
             _ => r as u32,
         }
     }
@@ -106,6 +108,7 @@ impl Rng {
             6 => s | (0x3fe << 52) | (m & ((1 << 51) | 3)),
             7 => s | ((0x380 + (r >> 40) % 16) << 52) | m,
             8 => s | ((0x36a + (r >> 40) % 8) << 52) | m,
+            9 => s | ((0x3c0 + (r >> 40) % 100) << 52) | (m & (0xe << 48 | 1)),
             _ => r,
         }
     }
@@ -199,14 +202,24 @@ impl Rng {
 }
 
 /// The interpreter side: one vCPU in 64-bit mode running `code` then HLT.
-struct Interp {
+pub(super) struct Interp {
     len: u64,
-    mem: GuestMemory,
-    vcpu: InterpVcpu,
+    pub(super) mem: GuestMemory,
+    pub(super) vcpu: InterpVcpu,
+}
+
+/// 64-bit mode with SSE enabled (CR4.OSFXSR, OSXMMEXCPT), no paging.
+pub(super) fn long_mode(c: &mut cpu::Cpu) {
+    c.segs[cpu::CS] = Segment::real(0, 0x9b);
+    c.efer = cpu::EFER_LMA | cpu::EFER_LME;
+    c.cr0 |= cpu::CR0_PE;
+    c.cr4 |= cpu::CR4_OSFXSR | super::mxcsr::CR4_OSXMMEXCPT;
+    c.segs[cpu::CS].attr = 0xa09b;
+    c.bitness = 64;
 }
 
 impl Interp {
-    fn new(code: &[u8]) -> Self {
+    pub(super) fn new(code: &[u8]) -> Self {
         let mem: GuestMemory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
         let mut full = code.to_vec();
         full.push(0xf4);
@@ -219,11 +232,7 @@ impl Interp {
     fn run(&mut self, s: &State) -> Option<State> {
         self.mem.write_slice(&s.mem, GuestAddress(DATA)).unwrap();
         let c = self.vcpu.cpu();
-        c.segs[cpu::CS] = Segment::real(0, 0x9b);
-        c.efer = cpu::EFER_LMA | cpu::EFER_LME;
-        c.cr0 |= cpu::CR0_PE;
-        c.cr4 |= cpu::CR4_OSFXSR | super::mxcsr::CR4_OSXMMEXCPT;
-        c.segs[cpu::CS].attr = 0xa09b;
+        long_mode(c);
         c.rip = 0x1000;
         c.halted = false;
         c.fpu.xmm = s.xmm;
@@ -505,7 +514,11 @@ fn sse_and_mmx_match_the_host_cpu() {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let (cases, failures, skipped) = run_all(0x5eed_0f_55e2, 400);
+        // SSE_DIFF_CASES=n runs n cases per encoding (400 by default).
+        let per_form = std::env::var("SSE_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+        let seed =
+            std::env::var("SSE_DIFF_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x005e_ed0f_55e2);
+        let (cases, failures, skipped) = run_all(seed, per_form);
         for s in &skipped {
             test_support::skip("sse_and_mmx_match_the_host_cpu", &format!("the host lacks a feature: {s}"));
         }
