@@ -139,9 +139,19 @@ fn compute(env: &mut Env, k: K, f: Fmt, packed: bool, a: u128, b: u128, imm: u8)
                     *pi = sf::arith(f, env, Op::Mul, la(i), lb(i));
                 }
             }
+            // The multiplies, the pairwise sums and the last sum are stages: an unmasked
+            // exception in one stops the instruction before the next.
+            env.end_stage();
+            if env.fault {
+                return r;
+            }
             let s = if n == 4 {
                 let t0 = sf::arith(f, env, Op::Add, p[0], p[1]);
                 let t1 = sf::arith(f, env, Op::Add, p[2], p[3]);
+                env.end_stage();
+                if env.fault {
+                    return r;
+                }
                 sf::arith(f, env, Op::Add, t0, t1)
             } else {
                 sf::arith(f, env, Op::Add, p[0], p[1])

@@ -1,7 +1,7 @@
 //! MXCSR: LDMXCSR/STMXCSR and turning an operation's exception flags into MXCSR bits or
 //! a SIMD floating-point exception.
 
-use super::softfloat::{Env, DE, IE, ZE};
+use super::softfloat::Env;
 use crate::cpu::*;
 use iced_x86::{Instruction, Mnemonic as M};
 
@@ -30,24 +30,15 @@ impl Cpu {
         Env::from_mxcsr(self.fpu.mxcsr)
     }
 
-    /// Records an instruction's exception flags in MXCSR. An unmasked one raises #XM (#UD
-    /// without CR4.OSXMMEXCPT) and the caller leaves the destination unchanged; as on
-    /// hardware, an unmasked IE/DE/ZE in any lane stops OE/UE/PE from being recorded.
+    /// Records an instruction's exception flags in MXCSR (see `Env::end_stage`). An
+    /// unmasked one raises #XM (#UD without CR4.OSXMMEXCPT) and the caller leaves the
+    /// destination unchanged.
     #[inline]
     pub(super) fn fp_commit(&mut self, env: &Env) -> R<()> {
-        if env.flags == 0 {
-            return Ok(());
-        }
-        let masks = (self.fpu.mxcsr >> 7) & 0x3f;
-        let pre = env.flags & (IE | DE | ZE);
-        let raised = if pre & !masks != 0 {
-            self.fpu.mxcsr |= pre;
-            true
-        } else {
-            self.fpu.mxcsr |= env.flags;
-            env.flags & !masks != 0
-        };
-        if raised {
+        let mut env = *env;
+        env.end_stage();
+        self.fpu.mxcsr |= env.done;
+        if env.fault {
             return Err(if self.cr4 & CR4_OSXMMEXCPT != 0 { Fault::Exc(XM, None) } else { ud() });
         }
         Ok(())

@@ -102,9 +102,18 @@ pub(crate) struct Env {
     pub rc: u32,
     pub daz: bool,
     pub ftz: bool,
-    /// Underflow is unmasked: exact tiny results raise it too.
+    /// Underflow is unmasked: exact tiny results raise it too, and PE is not recorded.
     pub ue_unmasked: bool,
+    /// Overflow is unmasked: PE is not recorded with it.
+    pub oe_unmasked: bool,
+    /// Flags raised by the current stage of the instruction.
     pub flags: u32,
+    /// MXCSR's exception masks (bits 0-5).
+    pub masks: u32,
+    /// Flags recorded by the stages already ended.
+    pub done: u32,
+    /// An unmasked exception ended a stage: the instruction faults.
+    pub fault: bool,
 }
 
 impl Env {
@@ -114,8 +123,26 @@ impl Env {
             daz: m & 0x40 != 0,
             ftz: m & 0x8000 != 0,
             ue_unmasked: m & 0x800 == 0,
+            oe_unmasked: m & 0x400 == 0,
             flags: 0,
+            masks: (m >> 7) & 0x3f,
+            done: 0,
+            fault: false,
         }
+    }
+
+    /// Ends a stage of computation (every lane of it): an unmasked IE/DE/ZE in any lane
+    /// keeps OE/UE/PE from being recorded; an unmasked exception makes the instruction fault.
+    pub fn end_stage(&mut self) {
+        let pre = self.flags & (IE | DE | ZE);
+        if pre & !self.masks != 0 {
+            self.done |= pre;
+            self.fault = true;
+        } else {
+            self.done |= self.flags;
+            self.fault |= self.flags & !self.masks != 0;
+        }
+        self.flags = 0;
     }
 
     /// DAZ: a denormal operand reads as a zero of its sign.
@@ -210,7 +237,8 @@ pub(crate) fn round_pack(f: Fmt, env: &mut Env, neg: bool, exp: i32, sig: u128, 
         }
     }
     if e > f.bias() {
-        env.flags |= OE | PE;
+        // Unmasked, the exponent-adjusted result would be delivered: PE only if it is inexact.
+        env.flags |= if !env.oe_unmasked || r != Rem::Exact { OE | PE } else { OE };
         let to_inf = match env.rc {
             0 => true,
             1 => neg,
@@ -226,6 +254,11 @@ pub(crate) fn round_pack(f: Fmt, env: &mut Env, neg: bool, exp: i32, sig: u128, 
         return f.zero(neg) | ((((e + f.bias() - 1) as u64) << f.frac) + k as u64);
     }
     // Tiny: the result is denormal (or zero) with its last bit at 2^(emin - frac).
+    if env.ue_unmasked {
+        // Raised whether exact or not; PE only if the exponent-adjusted result is inexact.
+        env.flags |= if r != Rem::Exact { UE | PE } else { UE };
+        return f.zero(neg);
+    }
     if env.ftz {
         env.flags |= UE | PE;
         return f.zero(neg);
@@ -236,8 +269,6 @@ pub(crate) fn round_pack(f: Fmt, env: &mut Env, neg: bool, exp: i32, sig: u128, 
     }
     if r != Rem::Exact {
         env.flags |= UE | PE;
-    } else if env.ue_unmasked {
-        env.flags |= UE;
     }
     f.zero(neg) | k as u64
 }

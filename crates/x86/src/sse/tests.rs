@@ -190,7 +190,7 @@ fn mmx_shares_the_x87_registers() {
 /// Known results of the soft-float core in each rounding mode (these hold on any host).
 #[test]
 fn softfloat_rounds_in_every_mode() {
-    let env = |rc: u32| Env { rc, daz: false, ftz: false, ue_unmasked: false, flags: 0 };
+    let env = |rc: u32| Env { rc, ..Env::from_mxcsr(0x1f80) };
     let (one, three) = (1.0f32.to_bits() as u64, 3.0f32.to_bits() as u64);
     for (rc, want) in [(0, 0x3eaa_aaab), (1, 0x3eaa_aaaa), (2, 0x3eaa_aaab), (3, 0x3eaa_aaaa)] {
         let mut e = env(rc);
@@ -242,19 +242,59 @@ fn fast_path_agrees_with_the_integer_path() {
             (F64, e(rng.next()), e(rng.next()))
         };
         for op in [Op::Add, Op::Sub, Op::Mul, Op::Div] {
-            let mut fast = Env { rc, daz: false, ftz: false, ue_unmasked: false, flags: 0 };
+            let mut fast = Env { rc, ..Env::from_mxcsr(0x1f80) };
             let mut slow = fast;
             let r = sf::arith(f, &mut fast, op, a, b);
             let s = sf::arith_exact(f, &mut slow, op, a, b);
             assert_eq!((r, fast.flags), (s, slow.flags), "{op:?} {a:#x} {b:#x} rc {rc}");
         }
-        let mut fast = Env { rc, daz: false, ftz: false, ue_unmasked: false, flags: 0 };
+        let mut fast = Env { rc, ..Env::from_mxcsr(0x1f80) };
         let mut slow = fast;
         let a = a & !f.sign_bit();
         assert_eq!(
             (sf::sqrt(f, &mut fast, a), fast.flags),
             (sf::sqrt_exact(f, &mut slow, a), slow.flags),
             "sqrt {a:#x} rc {rc}"
+        );
+    }
+}
+
+/// Prints the interpreter's rate on a loop of float and integer SSE instructions (a figure,
+/// not a check), in round-to-nearest and rounding up.
+#[test]
+fn sse_instruction_rate_on_a_loop() {
+    let code = [
+        0xb9, 0x40, 0x42, 0x0f, 0x00, // mov ecx, 1000000
+        0x0f, 0x58, 0xc1, // l: addps xmm0, xmm1
+        0x0f, 0x59, 0xc2, // mulps xmm0, xmm2
+        0xf2, 0x0f, 0x58, 0xde, // addsd xmm3, xmm6
+        0xf2, 0x0f, 0x5e, 0xdf, // divsd xmm3, xmm7
+        0x66, 0x0f, 0x74, 0xe5, // pcmpeqb xmm4, xmm5
+        0x66, 0x0f, 0xd7, 0xc4, // pmovmskb eax, xmm4
+        0xff, 0xc9, // dec ecx
+        0x75, 0xe6, // jnz l
+    ];
+    for mxcsr in [0x1f80, 0x5f80] {
+        let mut it = Interp::new(&code);
+        let c = cpu(&mut it);
+        c.rip = 0x1000;
+        c.fpu.mxcsr = mxcsr;
+        let one = 1.0f32.to_bits() as u128;
+        c.fpu.xmm[1] = one | one << 32 | one << 64 | one << 96;
+        let near = 0.99f32.to_bits() as u128;
+        c.fpu.xmm[2] = near | near << 32 | near << 64 | near << 96;
+        c.fpu.xmm[6] = 1.0f64.to_bits() as u128;
+        c.fpu.xmm[7] = 1.0001f64.to_bits() as u128;
+        let io = crate::tests::Recorder::default();
+        let t = std::time::Instant::now();
+        it.vcpu.run_for(&io, 10_000_000).unwrap();
+        let s = t.elapsed().as_secs_f64();
+        assert!(it.vcpu.cpu().halted);
+        assert!(f64::from_bits(it.vcpu.cpu().fpu.xmm[3] as u64) > 9000.0);
+        eprintln!(
+            "mxcsr {mxcsr:#x}: {} instructions in {s:.3} s: {:.1} M instructions/s",
+            it.vcpu.instructions,
+            it.vcpu.instructions as f64 / s / 1e6
         );
     }
 }

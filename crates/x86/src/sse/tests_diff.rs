@@ -228,6 +228,47 @@ impl Interp {
         Self { len: code.len() as u64, mem, vcpu }
     }
 
+    /// Runs `bytes` once by `Cpu::exec` from state `s`: the state after, and whether it
+    /// raised #XM (then RIP is taken as past the instruction, as the host's handler does).
+    fn exec_once(&mut self, bytes: &[u8], s: &State) -> (State, bool) {
+        self.mem.write_slice(&s.mem, GuestAddress(DATA)).unwrap();
+        let c = self.vcpu.cpu();
+        long_mode(c);
+        c.fpu.xmm = s.xmm;
+        c.fpu.st = s.st;
+        c.fpu.mxcsr = s.mxcsr;
+        c.fpu.ftw = s.ftw;
+        c.fpu.top = s.top;
+        c.fpu.fsw = 0;
+        c.regs[0] = s.gpr[0];
+        c.regs[1] = s.gpr[1];
+        c.regs[2] = s.gpr[2];
+        c.regs[3] = DATA;
+        c.regs[7] = DATA;
+        c.set_flags(s.flags | 2);
+        let ins = iced_x86::Decoder::with_ip(64, bytes, 0x1000, iced_x86::DecoderOptions::NONE).decode();
+        let r = c.exec(&ins);
+        let fault = match r {
+            Ok(_) => false,
+            Err(cpu::Fault::Exc(19, None)) => true,
+            Err(f) => panic!("{bytes:02x?} raised {f:?}"),
+        };
+        let c = self.vcpu.cpu();
+        let mut mem = [0u8; 32];
+        self.mem.read_slice(&mut mem, GuestAddress(DATA)).unwrap();
+        let st = State {
+            xmm: c.fpu.xmm,
+            st: c.fpu.st.map(|x| x & ((1u128 << 80) - 1)),
+            mxcsr: c.fpu.mxcsr,
+            ftw: c.fpu.ftw,
+            top: c.fpu.top,
+            gpr: [c.regs[0], c.regs[1], c.regs[2]],
+            flags: c.flags() & STATUS,
+            mem,
+        };
+        (st, fault)
+    }
+
     /// The state after the snippet, or None when it faulted instead of reaching HLT.
     fn run(&mut self, s: &State) -> Option<State> {
         self.mem.write_slice(&s.mem, GuestAddress(DATA)).unwrap();
@@ -377,6 +418,42 @@ mod native {
         }
     }
 
+    /// Set by the SIGFPE handler; the faulting instruction is skipped by `SKIP` bytes.
+    static FAULTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static SKIP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    extern "C" fn on_fpe(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let uc = ctx as *mut libc::ucontext_t;
+        // SAFETY: the kernel passes the interrupted context; moving RIP past the faulting
+        // instruction (it left the destination unchanged) resumes the snippet.
+        unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] += SKIP.load(SeqCst) as i64 };
+        FAULTED.store(true, SeqCst);
+    }
+
+    /// Installs the SIGFPE handler that turns an unmasked SIMD exception into a skip.
+    pub fn catch_simd_exceptions() {
+        // SAFETY: a plain sigaction with a handler that only touches atomics and the context.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_fpe as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            assert_eq!(libc::sigaction(libc::SIGFPE, &sa, std::ptr::null_mut()), 0);
+        }
+    }
+
+    impl Native {
+        /// Runs with SIMD exceptions possibly unmasked: the state, and whether #XM was raised
+        /// by the instruction of `len` bytes.
+        pub fn run_catching(&self, s: &State, len: usize) -> (State, bool) {
+            use std::sync::atomic::Ordering::SeqCst;
+            SKIP.store(len, SeqCst);
+            FAULTED.store(false, SeqCst);
+            let st = self.run(s);
+            (st, FAULTED.load(SeqCst))
+        }
+    }
+
     impl Drop for Native {
         fn drop(&mut self) {
             // SAFETY: unmapping the page this object mapped.
@@ -463,6 +540,54 @@ pub(super) fn run_all(seed: u64, per_form: usize) -> (usize, Vec<String>, Vec<St
     (cases, failures, skipped)
 }
 
+/// Unmasked SIMD exceptions: the same forms with random exception masks cleared; the host
+/// raises SIGFPE (caught, the instruction skipped), the interpreter #XM, and the state after
+/// (destination kept, MXCSR flags) must agree.
+pub(super) fn run_unmasked(seed: u64, per_form: usize) -> (usize, Vec<String>) {
+    let mut rng = Rng(seed);
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        native::catch_simd_exceptions();
+        let mut it = Interp::new(&[0xf4]);
+        for form in forms() {
+            let float = matches!(form.data, Data::F32 | Data::F64) && !form.approx && form.name != "movmskps";
+            if !float || !native::has(form.feature) || form.rm == Rm::Mem || form.rm == Rm::Fixed {
+                continue;
+            }
+            for mem in [false, true] {
+                if mem && form.rm == Rm::Reg {
+                    continue;
+                }
+                let imm = match form.imm {
+                    Imm::None => None,
+                    Imm::Below(n) => Some(rng.below(n as u64) as u8),
+                };
+                let bytes = form.bytes(mem, imm);
+                let nat = native::Native::new(&bytes);
+                for _ in 0..per_form {
+                    let mut s = rng.state(&form);
+                    s.mxcsr &= !(((rng.next() & 0x3f) as u32) << 7);
+                    let (want, host_fault) = nat.run_catching(&s, bytes.len());
+                    let (got, fault) = it.exec_once(&bytes, &s);
+                    cases += 1;
+                    if want != got || host_fault != fault {
+                        failures.push(format!(
+                            "{} (host fault {host_fault}, interp fault {fault}): {}",
+                            form.name,
+                            describe(&form, &bytes, &s, &want, &got)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (&mut rng, forms);
+    (cases, failures)
+}
+
 fn describe(form: &Form, bytes: &[u8], s: &State, want: &State, got: &State) -> String {
     let mut d =
         format!("{} {:02x?} mxcsr {:#x} flags {:#x} gpr {:x?}:", form.name, bytes, s.mxcsr, s.flags, s.gpr);
@@ -501,6 +626,29 @@ fn describe(form: &Form, bytes: &[u8], s: &State, want: &State, got: &State) -> 
         d += &format!("\n  mem host {:02x?}\n      interp {:02x?}", want.mem, got.mem);
     }
     d
+}
+
+#[test]
+fn unmasked_exceptions_match_the_host_cpu() {
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        test_support::skip(
+            "unmasked_exceptions_match_the_host_cpu",
+            "the differential test needs an x86-64 host",
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let per_form = std::env::var("SSE_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+        let (cases, failures) = run_unmasked(0x0bad_5eed, per_form);
+        eprintln!("sse unmasked differential: {cases} cases, {} mismatches", failures.len());
+        assert!(
+            failures.is_empty(),
+            "{} mismatches in {cases} cases, first ones:\n{}",
+            failures.len(),
+            failures[..failures.len().min(10)].join("\n")
+        );
+    }
 }
 
 #[test]
