@@ -283,12 +283,9 @@ pub(crate) enum Op {
 }
 
 /// `a op b` in format `f`, exactly as SSE computes it.
+#[inline]
 pub(crate) fn arith(f: Fmt, env: &mut Env, op: Op, a: u64, b: u64) -> u64 {
-    let a = env.daz(f, a);
-    let b = env.daz(f, b);
-    if f.is_nan(a) || f.is_nan(b) {
-        return env.nan2(f, a, b);
-    }
+    // Ordinary operands (never NaN or denormal) first.
     if let Some(r) = super::fastfp::arith(f, env, op, a, b) {
         return r;
     }
@@ -420,22 +417,12 @@ fn div(f: Fmt, env: &mut Env, a: u64, b: u64) -> u64 {
 }
 
 /// The square root of `b`, exactly as SSE computes it.
+#[inline]
 pub(crate) fn sqrt(f: Fmt, env: &mut Env, b: u64) -> u64 {
-    let b = env.daz(f, b);
-    if f.is_nan(b) {
-        return env.nan2(f, b, b);
-    }
-    if f.is_zero(b) {
-        return b;
-    }
-    if f.sign(b) {
-        return env.invalid(f);
-    }
-    if f.is_inf(b) {
-        return b;
-    }
-    if let Some(r) = super::fastfp::sqrt(f, env, b) {
-        return r;
+    if !f.sign(b) {
+        if let Some(r) = super::fastfp::sqrt(f, env, b) {
+            return r;
+        }
     }
     sqrt_exact(f, env, b)
 }

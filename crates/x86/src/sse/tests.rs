@@ -13,16 +13,17 @@ use vm_memory::{Bytes, GuestAddress};
 #[test]
 fn every_promised_encoding_is_implemented() {
     let mut it = Interp::new(&[0xf4]);
+    let mut rng = super::tests_diff::Rng(0x2545_f491_4f6c_dd1d);
     let mut missing = Vec::new();
     let mut seen = 0;
     for pre in [None, Some(0x66u8), Some(0xf2), Some(0xf3)] {
         for rex in [None, Some(0x48u8)] {
             for map in [&[0x0fu8][..], &[0x0f, 0x38], &[0x0f, 0x3a]] {
                 for op in 0..=255u8 {
-                    for modrm in [0xcau8, 0x0b] {
+                    for (modrm, imm) in [(0xcau8, 0x01u8), (0x0b, 0x01), (0xca, 0xff), (0x0b, 0x5a)] {
                         let mut b: Vec<u8> = pre.into_iter().chain(rex).collect();
                         b.extend_from_slice(map);
-                        b.extend_from_slice(&[op, modrm, 0x01, 0, 0, 0, 0]);
+                        b.extend_from_slice(&[op, modrm, imm, 0, 0, 0, 0]);
                         let ins = Decoder::with_ip(64, &b, 0x1000, DecoderOptions::NONE).decode();
                         let simd = ins.cpuid_features().iter().any(|f| {
                             matches!(
@@ -39,7 +40,14 @@ fn every_promised_encoding_is_implemented() {
                         seen += 1;
                         let c = it.vcpu.cpu();
                         long_mode(c);
+                        // Random register contents and MXCSR: no input may panic.
                         c.fpu = Default::default();
+                        c.fpu.xmm = std::array::from_fn(|_| rng.next() as u128 | (rng.next() as u128) << 64);
+                        c.fpu.st = std::array::from_fn(|_| rng.next() as u128);
+                        c.fpu.mxcsr = rng.next() as u32 & 0xffff;
+                        for r in [0, 1, 2] {
+                            c.regs[r] = rng.next() >> (rng.next() % 64);
+                        }
                         c.regs[3] = DATA;
                         c.regs[7] = DATA;
                         if let Err(crate::cpu::Fault::Exc(6, _)) = c.exec(&ins) {
@@ -50,7 +58,9 @@ fn every_promised_encoding_is_implemented() {
             }
         }
     }
+    missing.sort();
     missing.dedup();
+    eprintln!("{seen} encodings run");
     assert!(seen > 500, "only {seen} encodings decoded");
     assert!(missing.is_empty(), "{} of {seen} raise #UD:\n{}", missing.len(), missing.join("\n"));
 }
