@@ -10,6 +10,7 @@ mod lanes;
 mod mmx;
 mod moves;
 mod mxcsr;
+mod rounding;
 mod shuffle;
 pub(crate) mod softfloat;
 mod strcmp;
@@ -188,15 +189,19 @@ impl Cpu {
         if !simd {
             return self.unimplemented(ins);
         }
-        let mut mm = false;
+        let (mut mm, mut xmm) = (false, false);
         for i in 0..ins.op_count() {
             if ins.op_kind(i) == OpKind::Register {
                 mm |= ins.op_register(i).is_mm();
+                xmm |= ins.op_register(i).is_xmm();
             }
         }
         // MMX-register instructions follow MMX's checks (and switch the x87 unit to MMX
-        // mode); the others, SSE's.
+        // mode), those with an XMM register too (CVTPI2PS...) SSE's first; the others, SSE's.
         if mm {
+            if xmm {
+                self.sse_check()?;
+            }
             self.mmx_check()?;
             self.mmx_enter();
         } else {
@@ -237,3 +242,8 @@ mod tests;
 mod tests_diff;
 #[cfg(test)]
 mod tests_forms;
+#[cfg(all(test, target_arch = "x86_64"))]
+#[allow(clippy::unwrap_used)]
+mod tests_native;
+#[cfg(test)]
+mod tests_values;
