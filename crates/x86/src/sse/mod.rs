@@ -181,6 +181,12 @@ impl Cpu {
                 self.crc32(ins)?;
                 return Ok(Flow::Next);
             }
+            M::Movnti => {
+                // An integer store: none of the FPU/SSE enable checks apply.
+                let v = self.rd(ins, 1)?;
+                self.wr(ins, 0, v)?;
+                return Ok(Flow::Next);
+            }
             _ => {}
         }
         let simd = feats

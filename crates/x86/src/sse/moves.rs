@@ -22,8 +22,7 @@ impl Cpu {
             | M::Movdqu
             | M::Lddqu
             | M::Movntdqa
-            | M::Movntq
-            | M::Movnti => {
+            | M::Movntq => {
                 let v = self.vread(ins, 1)?;
                 self.vwrite(ins, 0, v)?;
             }

@@ -168,6 +168,9 @@ fn alignment_and_mxcsr_checks() {
     c.cr4 |= crate::cpu::CR4_OSFXSR;
     c.cr0 |= crate::cpu::CR0_TS;
     assert_eq!(exec(c, &[0x0f, 0x58, 0xca]), Err(Fault::Exc(7, None)));
+    // MOVNTI and CRC32 are integer instructions: CR0.TS does not stop them.
+    exec(c, &[0x0f, 0xc3, 0x03]).unwrap(); // movnti [rbx], eax
+    exec(c, &[0xf2, 0x0f, 0x38, 0xf1, 0xc2]).unwrap(); // crc32 eax, edx
 }
 
 /// MMX instructions use the x87 registers: TOP 0, all tags valid, exponent bits all ones;

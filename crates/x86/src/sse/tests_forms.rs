@@ -304,5 +304,10 @@ pub(super) fn forms() -> Vec<Form> {
     v.push(f("crc32d", 0xf2, &[0x0f, 0x38, 0xf1], Int).feat("sse4.2"));
     v.push(f("crc32q", 0xf2, &[0x0f, 0x38, 0xf1], Int).rex(0x48).feat("sse4.2"));
     v.push(f("crc32w", 0x66, &[0xf2, 0x0f, 0x38, 0xf1], Int).feat("sse4.2"));
+    // REX.R/B: xmm9 and xmm10 (MMX registers ignore them).
+    v.push(f("addps-x9", 0, &[0x0f, 0x58], F32).rex(0x45).rm(Rm::Reg));
+    v.push(f("paddb-x9", 0x66, &[0x0f, 0xfc], Int).rex(0x45).rm(Rm::Reg));
+    v.push(f("paddb-mm-rex", 0, &[0x0f, 0xfc], Int).rex(0x45).rm(Rm::Reg));
+    v.push(f("pshufb-x9", 0x66, &[0x0f, 0x38, 0x00], Int).rex(0x45).rm(Rm::Reg).feat("ssse3"));
     v
 }
