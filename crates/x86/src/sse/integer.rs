@@ -260,7 +260,7 @@ impl Cpu {
         if ins.op_count() != 2 {
             return Ok(false);
         }
-        // The last family tried: reading the source first costs others nothing.
+        // Reached only for mnemonics no other family claims (see `family`).
         let b = self.vread(ins, 1)?;
         let a = self.vget(d);
         let r = match shift(m, a, b as u64) {

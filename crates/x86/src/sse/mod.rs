@@ -3,6 +3,7 @@
 
 mod compare;
 mod convert;
+mod family;
 mod fastfp;
 mod float;
 mod integer;
@@ -17,6 +18,7 @@ mod strcmp;
 
 use crate::cpu::*;
 use crate::exec::Flow;
+use family::Fam;
 use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
 
 /// A vector register: XMM n or MMX n (the low 64 bits of x87 physical register n).
@@ -213,17 +215,17 @@ impl Cpu {
         } else {
             self.sse_check()?;
         }
-        // Each family turns an instruction down by its mnemonic alone, before touching
-        // operands; the integer family, last, reads the source first.
-        if self.simd_moves(ins)?
-            || self.simd_float(ins)?
-            || self.simd_convert(ins)?
-            || self.simd_compare(ins)?
-            || self.simd_shuffle(ins)?
-            || self.simd_strcmp(ins)?
-            || self.simd_mmx(ins)?
-            || self.simd_integer(ins)?
-        {
+        let handled = match family::family(ins.mnemonic()) {
+            Fam::Moves => self.simd_moves(ins)?,
+            Fam::Float => self.simd_float(ins)?,
+            Fam::Convert => self.simd_convert(ins)?,
+            Fam::Compare => self.simd_compare(ins)?,
+            Fam::Shuffle => self.simd_shuffle(ins)?,
+            Fam::Strcmp => self.simd_strcmp(ins)?,
+            Fam::Mmx => self.simd_mmx(ins)?,
+            Fam::Integer => self.simd_integer(ins)?,
+        };
+        if handled {
             return Ok(Flow::Next);
         }
         self.unimplemented(ins)

@@ -311,3 +311,32 @@ fn sse_instruction_rate_on_a_loop() {
         );
     }
 }
+
+/// Prints the rate on a loop of the integer SSE instructions string functions use.
+#[test]
+fn sse_integer_rate_on_a_loop() {
+    let code = [
+        0xb9, 0x40, 0x42, 0x0f, 0x00, // mov ecx, 1000000
+        0xf3, 0x0f, 0x6f, 0x0b, // l: movdqu xmm1, [rbx]
+        0x66, 0x0f, 0x74, 0xca, // pcmpeqb xmm1, xmm2
+        0x66, 0x0f, 0xd7, 0xc1, // pmovmskb eax, xmm1
+        0x66, 0x0f, 0xeb, 0xd9, // por xmm3, xmm1
+        0x66, 0x0f, 0xef, 0xe4, // pxor xmm4, xmm4
+        0xff, 0xc9, // dec ecx
+        0x75, 0xe8, // jnz l
+    ];
+    let mut it = Interp::new(&code);
+    let c = cpu(&mut it);
+    c.rip = 0x1000;
+    let io = crate::tests::Recorder::default();
+    let t = std::time::Instant::now();
+    it.vcpu.run_for(&io, 10_000_000).unwrap();
+    let s = t.elapsed().as_secs_f64();
+    assert!(it.vcpu.cpu().halted);
+    assert_eq!(it.vcpu.cpu().regs[0], 0xffff);
+    eprintln!(
+        "integer SSE: {} instructions in {s:.3} s: {:.1} M instructions/s",
+        it.vcpu.instructions,
+        it.vcpu.instructions as f64 / s / 1e6
+    );
+}
