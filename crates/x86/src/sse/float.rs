@@ -3,7 +3,7 @@
 //! RCP/RSQRT approximations. Every lane goes through `softfloat`, so results and MXCSR
 //! flags are exact whatever the host.
 
-use super::lanes::{lane, with_lane};
+use super::lanes::{from32, from64, lane, lanes32, lanes64, with_lane};
 use super::softfloat::{self as sf, Env, Fmt, Op, F32, F64};
 use crate::cpu::*;
 use iced_x86::{Instruction, Mnemonic as M};
@@ -161,23 +161,33 @@ fn compute(env: &mut Env, k: K, f: Fmt, packed: bool, a: u128, b: u128, imm: u8)
             }
         }
         _ => {
-            for i in 0..n {
-                let (x, y) = (la(i), lb(i));
-                let v = match k {
-                    K::Arith(op) => sf::arith(f, env, op, x, y),
-                    K::AddSub => sf::arith(f, env, if i % 2 == 0 { Op::Sub } else { Op::Add }, x, y),
-                    K::Sqrt => sf::sqrt(f, env, y),
-                    K::Min => sf::min_max(f, env, x, y, false),
-                    K::Max => sf::min_max(f, env, x, y, true),
-                    K::Round => {
-                        let rc = if imm & 4 != 0 { env.rc } else { (imm & 3) as u32 };
-                        sf::round_int(f, env, y, rc, imm & 8 != 0)
-                    }
-                    K::Rcp => approx(y as u32, false) as u64,
-                    _ => approx(y as u32, true) as u64,
-                };
-                r = with_lane(r, bits, i, v);
-            }
+            let lane_op = |env: &mut Env, i: usize, x: u64, y: u64| match k {
+                K::Arith(op) => sf::arith(f, env, op, x, y),
+                K::AddSub => sf::arith(f, env, if i.is_multiple_of(2) { Op::Sub } else { Op::Add }, x, y),
+                K::Sqrt => sf::sqrt(f, env, y),
+                K::Min => sf::min_max(f, env, x, y, false),
+                K::Max => sf::min_max(f, env, x, y, true),
+                K::Round => {
+                    let rc = if imm & 4 != 0 { env.rc } else { (imm & 3) as u32 };
+                    sf::round_int(f, env, y, rc, imm & 8 != 0)
+                }
+                K::Rcp => approx(y as u32, false) as u64,
+                _ => approx(y as u32, true) as u64,
+            };
+            // Whole arrays of lanes: no per-lane 128-bit shifting.
+            return if bits == 32 {
+                let (x, y, mut o) = (lanes32(a), lanes32(b), lanes32(a));
+                for i in 0..n {
+                    o[i] = lane_op(env, i, x[i] as u64, y[i] as u64) as u32;
+                }
+                from32(o)
+            } else {
+                let (x, y, mut o) = (lanes64(a), lanes64(b), lanes64(a));
+                for i in 0..n {
+                    o[i] = lane_op(env, i, x[i], y[i]);
+                }
+                from64(o)
+            };
         }
     }
     r
