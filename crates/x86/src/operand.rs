@@ -126,6 +126,21 @@ impl Cpu {
         }
     }
 
+    /// Reads operand `i`, the destination of a read-modify-write instruction: a memory
+    /// operand is translated for writing (`Cpu::read_rmw`).
+    #[inline]
+    pub fn rd_rmw(&mut self, ins: &Instruction, i: u32) -> R<u64> {
+        match ins.op_kind(i) {
+            OpKind::Memory => {
+                let size = ins.memory_size().size();
+                let seg = self.mem_seg(ins);
+                let ea = self.ea(ins);
+                self.read_rmw(seg, ea, size)
+            }
+            _ => self.rd(ins, i),
+        }
+    }
+
     /// Writes operand `i`.
     #[inline]
     pub fn wr(&mut self, ins: &Instruction, i: u32, v: u64) -> R<()> {

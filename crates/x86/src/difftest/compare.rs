@@ -1,0 +1,168 @@
+//! Comparing two outcomes of one instruction, with what the architecture leaves undefined
+//! masked out.
+
+use super::{Outcome, State, Trap, DATA, HOLE};
+use iced_x86::{Instruction, Mnemonic as M, RflagsBits};
+
+/// RFLAGS bits compared: the status flags, IF and DF.
+const FLAGS: u64 = 0xed5;
+
+/// The RFLAGS bits the architecture leaves undefined after `ins` from `before` (iced's
+/// table, plus the SDM's rules for counts other than one).
+pub(crate) fn undefined_flags(ins: &Instruction, before: &State) -> u64 {
+    let mut u = rflags(ins.rflags_undefined());
+    let m = ins.mnemonic();
+    let size = ins.op0_register().size().max(ins.memory_size().size()) as u64;
+    let count = || -> u64 {
+        let c = if ins.op_count() > 1 && ins.op_kind(ins.op_count() - 1) == iced_x86::OpKind::Register {
+            before.gpr[1] & 0xff
+        } else if ins.op_count() > 1 {
+            ins.immediate(ins.op_count() - 1)
+        } else {
+            1
+        };
+        c & if size == 8 { 63 } else { 31 }
+    };
+    match m {
+        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr if count() > 1 => u |= 0x800,
+        M::Shld | M::Shrd => {
+            let c = if ins.op_count() > 2 && ins.op2_kind() == iced_x86::OpKind::Register {
+                before.gpr[1] & 0xff
+            } else {
+                ins.immediate8() as u64
+            } & if size == 8 { 63 } else { 31 };
+            if c > 1 {
+                u |= 0x800;
+            }
+            if c > size * 8 {
+                u |= 0x8d5;
+            }
+        }
+        _ => {}
+    }
+    u
+}
+
+fn rflags(r: u32) -> u64 {
+    let mut f = 0;
+    for (bit, flag) in [
+        (RflagsBits::CF, 1),
+        (RflagsBits::PF, 4),
+        (RflagsBits::AF, 0x10),
+        (RflagsBits::ZF, 0x40),
+        (RflagsBits::SF, 0x80),
+        (RflagsBits::OF, 0x800),
+        (RflagsBits::DF, 0x400),
+    ] {
+        if r & bit != 0 {
+            f |= flag;
+        }
+    }
+    f
+}
+
+/// Whether the destination is architecturally undefined (BSF/BSR of zero, double shifts by
+/// more than the operand size).
+fn undefined_dest(ins: &Instruction, before: &State) -> bool {
+    let size = ins.op0_register().size().max(ins.memory_size().size()) as u64;
+    match ins.mnemonic() {
+        M::Shld | M::Shrd if size == 2 => {
+            let c = if ins.op2_kind() == iced_x86::OpKind::Register {
+                before.gpr[1] & 0xff
+            } else {
+                ins.immediate8() as u64
+            } & 31;
+            c > 16
+        }
+        _ => false,
+    }
+}
+
+/// The differences between `want` (the host) and `got` (the interpreter), one line each.
+pub(crate) fn diff(ins: &Instruction, before: &State, want: &Outcome, got: &Outcome) -> Vec<String> {
+    let mut d = Vec::new();
+    match (want.trap, got.trap) {
+        (None, None) => {}
+        (Some(w), Some(g)) => {
+            if !same_trap(w, g) {
+                d.push(format!("fault: host {w:?}, interpreter {g:?}"));
+            }
+        }
+        (w, g) => d.push(format!("fault: host {w:?}, interpreter {g:?}")),
+    }
+    let (w, g) = (&want.state, &got.state);
+    if w.rip != g.rip {
+        d.push(format!("rip: host {:#x}, interpreter {:#x}", w.rip, g.rip));
+    }
+    let skip_dest = want.trap.is_none() && undefined_dest(ins, before);
+    let dest = if ins.op0_kind() == iced_x86::OpKind::Register {
+        Some(crate::operand::gpr(ins.op0_register()).0)
+    } else {
+        None
+    };
+    for (i, name) in NAMES.iter().enumerate() {
+        if w.gpr[i] != g.gpr[i] && !(skip_dest && dest == Some(i)) {
+            d.push(format!("{name}: host {:#x}, interpreter {:#x}", w.gpr[i], g.gpr[i]));
+        }
+    }
+    let mask = if want.trap.is_some() { FLAGS } else { FLAGS & !undefined_flags(ins, before) };
+    if (w.rflags ^ g.rflags) & mask != 0 {
+        d.push(format!(
+            "rflags: host {:#x}, interpreter {:#x} (compared {mask:#x})",
+            w.rflags & FLAGS,
+            g.rflags & FLAGS
+        ));
+    }
+    for (what, range) in fx_fields() {
+        if w.fx[range.clone()] != g.fx[range.clone()] {
+            d.push(format!("{what}: host {:02x?}, interpreter {:02x?}", &w.fx[range.clone()], &g.fx[range]));
+        }
+    }
+    let skip_mem = skip_dest && ins.op0_kind() == iced_x86::OpKind::Memory;
+    if let Some(i) = (0..w.data.len()).find(|&i| i / 4096 != HOLE && w.data[i] != g.data[i] && !skip_mem) {
+        let n = (0..w.data.len()).filter(|&i| i / 4096 != HOLE && w.data[i] != g.data[i]).count();
+        let at: Vec<String> = (i..w.data.len())
+            .filter(|&i| i / 4096 != HOLE && w.data[i] != g.data[i])
+            .take(12)
+            .map(|i| format!("{:#x}: {:02x}/{:02x}", DATA + i as u64, w.data[i], g.data[i]))
+            .collect();
+        d.push(format!("memory: {n} bytes differ (host/interpreter) {}", at.join(" ")));
+    }
+    d
+}
+
+/// Whether two faults are the same, allowing for what Linux hides: the top page of the lower
+/// half and the upper half count as kernel space there, so their page faults say "protection".
+fn same_trap(w: Trap, g: Trap) -> bool {
+    if w.vector != g.vector {
+        return false;
+    }
+    match w.vector {
+        14 => {
+            let top = w.cr2 >= 0x7fff_ffff_f000;
+            let m = if top { !1 } else { !0 };
+            w.cr2 == g.cr2 && (w.error & m) == (g.error & m)
+        }
+        8 | 10..=13 | 17 => w.error == g.error,
+        _ => true,
+    }
+}
+
+const NAMES: [&str; 16] = [
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+    "r15",
+];
+
+/// The FXSAVE fields compared: control, status, tag, MXCSR, the 80 bits of each x87/MMX
+/// register, the XMM registers. (FOP, FIP and FDP are not.)
+fn fx_fields() -> Vec<(String, std::ops::Range<usize>)> {
+    let mut v =
+        vec![("fcw".to_string(), 0..2), ("fsw".into(), 2..4), ("ftw".into(), 4..5), ("mxcsr".into(), 24..28)];
+    for i in 0..8 {
+        v.push((format!("st{i}"), 32 + 16 * i..42 + 16 * i));
+    }
+    for i in 0..16 {
+        v.push((format!("xmm{i}"), 160 + 16 * i..176 + 16 * i));
+    }
+    v
+}

@@ -1,0 +1,130 @@
+//! The group tests: every form of a group, random cases each, host against interpreter.
+
+use super::gen::{self, Group};
+use super::interp::{Interp, Path};
+use super::{cases_per_form, group_enabled, Rng};
+use std::collections::BTreeMap;
+
+/// Per mnemonic: cases run, cases that faulted on the host, cases that differed.
+#[derive(Default)]
+struct Tally {
+    forms: usize,
+    cases: usize,
+    faults: usize,
+    diffs: usize,
+}
+
+/// Runs `group`; returns the differences found (the first ones in full) and prints a summary
+/// per mnemonic.
+#[cfg(target_arch = "x86_64")]
+fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, String> {
+    let amd = std::fs::read_to_string("/proc/cpuinfo").map(|s| s.contains("AuthenticAMD")).unwrap_or(false);
+    let mut native = super::native::Native::new()?;
+    let mut interp = Interp::new();
+    let forms = gen::forms(group, amd);
+    let mut tally: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut total = 0;
+    let mut rng = Rng(seed);
+    for code in &forms {
+        let t = tally.entry(format!("{:?}", code.mnemonic())).or_default();
+        t.forms += 1;
+        let mut done = 0;
+        let mut shown = 0;
+        for _ in 0..per_form * 4 {
+            if done == per_form {
+                break;
+            }
+            let Some((bytes, ins, state)) = gen::case(*code, &mut rng, group) else { continue };
+            done += 1;
+            total += 1;
+            t.cases += 1;
+            let want = native.run(&bytes, &state);
+            if want.trap.is_some() {
+                t.faults += 1;
+            }
+            let mut differed = false;
+            for path in [Path::Block, Path::BlockWarm, Path::Single] {
+                let got = interp.run(&bytes, &state, path);
+                let d = super::compare::diff(&ins, &state, &want, &got);
+                if !d.is_empty() {
+                    differed = true;
+                    shown += 1;
+                    if shown <= 2 {
+                        out.push(format!(
+                            "{code:?} `{ins}` ({bytes:02x?}) via {path:?}\n  before: gpr {:x?} flags {:#x}\n  {}",
+                            state.gpr,
+                            state.rflags,
+                            d.join("\n  ")
+                        ));
+                    }
+                }
+            }
+            if differed {
+                t.diffs += 1;
+            }
+        }
+    }
+    let mut summary = format!("{group:?}: {} forms, {total} cases\n", forms.len());
+    for (m, t) in &tally {
+        summary += &format!(
+            "  {m:<14} forms {:>3} cases {:>5} host faults {:>4} differ {:>4}\n",
+            t.forms, t.cases, t.faults, t.diffs
+        );
+    }
+    eprintln!("{summary}");
+    Ok(out)
+}
+
+fn check(name: &str, group: Group, default_cases: usize, seed: u64) {
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (group, default_cases, seed);
+        test_support::skip(name, "the differential test needs an x86-64 host to compare with");
+    }
+    #[cfg(target_arch = "x86_64")]
+    match run_group(group, cases_per_form(default_cases), seed) {
+        Err(why) => test_support::skip(name, &why),
+        Ok(d) => assert!(
+            d.is_empty(),
+            "{name}: {} differences, first ones:\n{}",
+            d.len(),
+            d[..d.len().min(30)].join("\n")
+        ),
+    }
+}
+
+#[test]
+fn integer_instructions_match_the_host_cpu() {
+    check("integer_instructions_match_the_host_cpu", Group::Integer, 100, 0x1234_5678_9abc_def1);
+}
+
+/// Gated until the x87 rewrite lands: `CHR_VMM_DIFF_GROUPS=x87`.
+#[test]
+fn x87_instructions_match_the_host_cpu() {
+    if !group_enabled("x87") {
+        test_support::skip("x87_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=x87 to run it");
+        return;
+    }
+    check("x87_instructions_match_the_host_cpu", Group::X87, 24, 0x8765_4321_0fed_cba9);
+}
+
+/// Gated until the SSE/MMX rewrite lands: `CHR_VMM_DIFF_GROUPS=mmx`.
+#[test]
+fn mmx_instructions_match_the_host_cpu() {
+    if !group_enabled("mmx") && !group_enabled("sse") {
+        test_support::skip("mmx_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=sse to run it");
+        return;
+    }
+    check("mmx_instructions_match_the_host_cpu", Group::Mmx, 24, 0x0bad_cafe_dead_beef);
+}
+
+/// Gated until the SSE/MMX rewrite lands: `CHR_VMM_DIFF_GROUPS=sse`.
+#[test]
+fn sse_instructions_match_the_host_cpu() {
+    if !group_enabled("sse") {
+        test_support::skip("sse_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=sse to run it");
+        return;
+    }
+    check("sse_instructions_match_the_host_cpu", Group::Sse, 24, 0x5eed_5eed_1234_4321);
+}
