@@ -61,9 +61,9 @@ impl Cpu {
         let seg = self.mem_seg(ins);
         let base = self.reg(di, asize);
         let lin = self.lin(seg, base);
-        if mask[..width].iter().any(|b| b & 0x80 != 0) {
-            self.probe_write(lin, width)?;
-        }
+        // The whole span is checked for writing even when no byte is selected, as the
+        // host CPU does (the architecture leaves it open).
+        self.probe_write(lin, width).map_err(|f| if seg == SS { on_stack(f) } else { f })?;
         for i in 0..width {
             if mask[i] & 0x80 != 0 {
                 let off = match asize {

@@ -90,8 +90,16 @@ impl Cpu {
         let seg = self.mem_seg(ins);
         let ea = self.ea(ins);
         let size = ins.memory_size().size();
-        if size == 16 && !unaligned_ok(ins.mnemonic()) && self.lin(seg, ea) & 15 != 0 {
-            return Err(gp(0));
+        if size == 16 {
+            let lin = self.lin(seg, ea);
+            // Misalignment is #GP(0) whatever the segment, before the canonical check.
+            if !unaligned_ok(ins.mnemonic()) && lin & 15 != 0 {
+                return Err(gp(0));
+            }
+            // A span that leaves the canonical range faults before any byte is read.
+            if self.long_mode() && !(canonical(lin) && canonical(lin.wrapping_add(15))) {
+                return Err(if seg == SS { on_stack(gp(0)) } else { gp(0) });
+            }
         }
         Ok((seg, ea, size))
     }
@@ -135,7 +143,8 @@ impl Cpu {
             OpKind::Memory => {
                 let (seg, ea, size) = self.vmem_addr(ins)?;
                 if size == 16 {
-                    self.probe_write(self.lin(seg, ea), 16)?;
+                    let lin = self.lin(seg, ea);
+                    self.probe_write(lin, 16).map_err(|f| if seg == SS { on_stack(f) } else { f })?;
                     self.write(seg, ea, 8, x as u64)?;
                     self.write(seg, ea.wrapping_add(8), 8, (x >> 64) as u64)
                 } else {
@@ -175,8 +184,10 @@ impl Cpu {
                 return Ok(Flow::Next);
             }
             M::Emms => {
+                // All registers empty, and TOP 0 as after any MMX instruction.
                 self.mmx_check()?;
                 self.fpu.ftw = 0;
+                self.fpu.top = 0;
                 return Ok(Flow::Next);
             }
             M::Crc32 => {
@@ -204,31 +215,37 @@ impl Cpu {
                 xmm |= ins.op_register(i).is_xmm();
             }
         }
-        // MMX-register instructions follow MMX's checks (and switch the x87 unit to MMX
-        // mode), those with an XMM register too (CVTPI2PS...) SSE's first; the others, SSE's.
+        // MMX-register instructions follow MMX's checks, those with an XMM register too
+        // (CVTPI2PS...) SSE's first; the others, SSE's.
         if mm {
             if xmm {
                 self.sse_check()?;
             }
             self.mmx_check()?;
-            self.mmx_enter();
         } else {
             self.sse_check()?;
         }
-        let handled = match family::family(ins.mnemonic()) {
-            Fam::Moves => self.simd_moves(ins)?,
-            Fam::Float => self.simd_float(ins)?,
-            Fam::Convert => self.simd_convert(ins)?,
-            Fam::Compare => self.simd_compare(ins)?,
-            Fam::Shuffle => self.simd_shuffle(ins)?,
-            Fam::Strcmp => self.simd_strcmp(ins)?,
-            Fam::Mmx => self.simd_mmx(ins)?,
-            Fam::Integer => self.simd_integer(ins)?,
+        let r = match family::family(ins.mnemonic()) {
+            Fam::Moves => self.simd_moves(ins),
+            Fam::Float => self.simd_float(ins),
+            Fam::Convert => self.simd_convert(ins),
+            Fam::Compare => self.simd_compare(ins),
+            Fam::Shuffle => self.simd_shuffle(ins),
+            Fam::Strcmp => self.simd_strcmp(ins),
+            Fam::Mmx => self.simd_mmx(ins),
+            Fam::Integer => self.simd_integer(ins),
         };
-        if handled {
-            return Ok(Flow::Next);
+        // The switch to MMX mode: done by an instruction that completes or raises a SIMD
+        // floating-point exception (#XM, or #UD in its place), not by one whose memory
+        // access faults, except MASKMOVQ (as the host CPU does).
+        let store_first = ins.mnemonic() == M::Maskmovq;
+        if mm && (store_first || matches!(r, Ok(true) | Err(Fault::Exc(mxcsr::XM | UD, _)))) {
+            self.mmx_enter();
         }
-        self.unimplemented(ins)
+        if !r? {
+            return self.unimplemented(ins);
+        }
+        Ok(Flow::Next)
     }
 
     pub(crate) fn sse_or_nm(&self) -> R<()> {

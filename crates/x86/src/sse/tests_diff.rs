@@ -198,7 +198,7 @@ pub(super) fn run_unmasked(seed: u64, per_form: usize) -> (usize, Vec<String>) {
     let mut failures = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {
-        native::catch_simd_exceptions();
+        let _catch = native::CatchSimd::new();
         let mut it = Interp::new(&[0xf4]);
         for form in forms() {
             let float = matches!(form.data, Data::F32 | Data::F64) && !form.approx && form.name != "movmskps";

@@ -122,14 +122,33 @@ extern "C" fn on_fpe(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut l
     FAULTED.store(true, SeqCst);
 }
 
-/// Installs the SIGFPE handler that turns an unmasked SIMD exception into a skip.
-pub fn catch_simd_exceptions() {
-    // SAFETY: a plain sigaction with a handler that only touches atomics and the context.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_fpe as *const () as usize;
-        sa.sa_flags = libc::SA_SIGINFO;
-        assert_eq!(libc::sigaction(libc::SIGFPE, &sa, std::ptr::null_mut()), 0);
+/// The SIGFPE handler that turns an unmasked SIMD exception into a skip, installed while
+/// this lives (holding the process-wide lock of the signal-catching tests) and then removed.
+pub struct CatchSimd {
+    old: libc::sigaction,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+impl CatchSimd {
+    pub fn new() -> Self {
+        let guard = crate::difftest::native::LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: a plain sigaction with a handler that only touches atomics and the context;
+        // the previous one is kept to be put back.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            let mut old: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_fpe as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            assert_eq!(libc::sigaction(libc::SIGFPE, &sa, &mut old), 0);
+            Self { old, _guard: guard }
+        }
+    }
+}
+
+impl Drop for CatchSimd {
+    fn drop(&mut self) {
+        // SAFETY: reinstalling the handler that was there before.
+        unsafe { libc::sigaction(libc::SIGFPE, &self.old, std::ptr::null_mut()) };
     }
 }
 
