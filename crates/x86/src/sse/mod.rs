@@ -169,8 +169,15 @@ impl Cpu {
     /// iced-x86 says each instruction needs.
     pub(crate) fn exec_fpu_sse(&mut self, ins: &Instruction) -> R<Flow> {
         use iced_x86::CpuidFeature as F;
-        let feats = ins.cpuid_features();
-        if feats.iter().any(|f| matches!(f, F::FPU | F::FPU287 | F::FPU387 | F::FXSR)) {
+        let (mut x87, mut simd) = (false, false);
+        for f in ins.cpuid_features() {
+            match f {
+                F::FPU | F::FPU287 | F::FPU387 | F::FXSR => x87 = true,
+                F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::SSE4_2 => simd = true,
+                _ => {}
+            }
+        }
+        if x87 {
             return self.exec_x87(ins);
         }
         if ins.encoding() != iced_x86::EncodingKind::Legacy {
@@ -202,9 +209,6 @@ impl Cpu {
             }
             _ => {}
         }
-        let simd = feats
-            .iter()
-            .any(|f| matches!(f, F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::SSE4_2));
         if !simd {
             return self.unimplemented(ins);
         }
