@@ -192,6 +192,14 @@ fn mmx_shares_the_x87_registers() {
     // CVTPI2PS from memory is not an MMX instruction: the tags stay.
     exec(c, &[0x0f, 0x2a, 0x0b]).unwrap();
     assert_eq!(c.fpu.ftw, 0);
+    // A faulting memory access leaves the x87 unit alone; an unmasked SIMD exception does not.
+    c.regs[3] = 0x8000_0000_0000_0000;
+    assert_eq!(exec(c, &[0x0f, 0x6f, 0x0b]), Err(Fault::Exc(13, Some(0)))); // movq mm1, [rbx]
+    assert_eq!((c.fpu.top, c.fpu.ftw), (0, 0));
+    c.fpu.xmm[6] = 0x7fc0_0000; // a NaN
+    c.fpu.mxcsr = 0x1f80 & !(1 << 7);
+    assert_eq!(exec(c, &[0x0f, 0x2c, 0xee]), Err(Fault::Exc(19, None))); // cvttps2pi mm5, xmm6
+    assert_eq!((c.fpu.top, c.fpu.ftw, c.fpu.mxcsr & 1), (0, 0xff, 1));
     c.fpu.fsw = 0x81;
     assert_eq!(exec(c, &[0x0f, 0xfe, 0xca]), Err(Fault::Exc(16, None)));
     c.fpu.fsw = 0;
