@@ -61,9 +61,12 @@ impl Cpu {
         let seg = self.mem_seg(ins);
         let base = self.reg(di, asize);
         let lin = self.lin(seg, base);
-        // The whole span is checked for writing even when no byte is selected, as the
-        // host CPU does (the architecture leaves it open).
-        self.probe_write(lin, width).map_err(|f| if seg == SS { on_stack(f) } else { f })?;
+        // As the host CPU does (the architecture leaves it open): each 8-byte half is checked
+        // for writing in turn, whatever the mask (#GP if it leaves the canonical range).
+        let stack = |f| if seg == SS { on_stack(f) } else { f };
+        for half in (0..width).step_by(8) {
+            self.probe_write(lin.wrapping_add(half as u64), 8).map_err(stack)?;
+        }
         for i in 0..width {
             if mask[i] & 0x80 != 0 {
                 let off = match asize {
