@@ -4,8 +4,8 @@
 use super::{Outcome, State, Trap, DATA, HOLE};
 use iced_x86::{Instruction, Mnemonic as M, RflagsBits};
 
-/// RFLAGS bits compared: the status flags, IF and DF.
-const FLAGS: u64 = 0xed5;
+/// RFLAGS bits compared: the status flags, IF, DF, IOPL, NT, AC and ID.
+const FLAGS: u64 = 0x24_7ed5;
 
 /// The RFLAGS bits the architecture leaves undefined after `ins` from `before` (iced's
 /// table, plus the SDM's rules for counts other than one).

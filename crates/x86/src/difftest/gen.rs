@@ -4,7 +4,7 @@
 //! aimed at a page boundary of the data pages (or a non-canonical address) and checked to stay
 //! inside the window before it may run natively.
 
-use super::{Rng, State, DATA, DATA_LEN, DATA_PAGES, INSN, WINDOW, WINDOW_SIZE};
+use super::{Rng, State, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, WINDOW, WINDOW_SIZE};
 use iced_x86::{
     Code, CpuidFeature as F, Decoder, DecoderOptions, EncodingKind, FlowControl, Instruction,
     InstructionInfoFactory, MandatoryPrefix, Mnemonic as M, OpCodeOperandKind as K, OpCodeTableKind,
@@ -47,7 +47,7 @@ impl Group {
 
 /// Instructions left out: they read host state the interpreter cannot share (descriptor
 /// tables, time, CPUID, random numbers, segment selectors) or would trap the test process
-/// itself (POPF can set TF and AC).
+/// itself.
 fn excluded(m: M) -> bool {
     matches!(
         m,
@@ -68,9 +68,6 @@ fn excluded(m: M) -> bool {
             | M::Verr
             | M::Verw
             | M::Xgetbv
-            | M::Popf
-            | M::Popfq
-            | M::Popfd
             | M::Lfs
             | M::Lgs
             | M::Lss
@@ -80,13 +77,51 @@ fn excluded(m: M) -> bool {
             | M::Int1
             | M::Int3
             | M::Into
-            | M::Wait
+    )
+}
+
+/// Instructions that only read a selector: the interpreter's are set to Linux's user ones
+/// (CS 0x33, SS 0x2b, the others null). Loads are left out (the host's descriptor tables and
+/// its FS/GS bases are its own).
+fn reads_selector(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Mov_rm16_Sreg
+            | Code::Mov_r32m16_Sreg
+            | Code::Mov_r64m16_Sreg
+            | Code::Pushw_FS
+            | Code::Pushq_FS
+            | Code::Pushw_GS
+            | Code::Pushq_GS
     )
 }
 
 /// Whether an operand is a segment register (their selectors differ from the host's).
 fn segment_operand(k: K) -> bool {
     matches!(k, K::es | K::cs | K::ss | K::ds | K::fs | K::gs | K::seg_reg)
+}
+
+/// Near branches, calls and returns with a 64-bit operand size: their targets can be aimed
+/// at `LANDING` (far ones load CS, 16-bit ones truncate RIP differently by vendor).
+fn near_branch(code: Code) -> bool {
+    let op = code.op_code();
+    matches!(
+        code.flow_control(),
+        FlowControl::UnconditionalBranch
+            | FlowControl::ConditionalBranch
+            | FlowControl::IndirectBranch
+            | FlowControl::Call
+            | FlowControl::IndirectCall
+            | FlowControl::Return
+    ) && op.operand_size() != 16
+        && !op.op_kinds().iter().any(|k| format!("{k:?}").contains("far") || format!("{k:?}").contains("r16"))
+        && !matches!(
+            code.mnemonic(),
+            M::Retf | M::Iret | M::Iretd | M::Iretq | M::Jmpe | M::Xbegin | M::Sysret
+        )
+        && !["rel16", "rm16", "Retnw", "m1616", "m1632", "m1664", "ptr16"]
+            .iter()
+            .any(|n| format!("{code:?}").contains(n))
 }
 
 /// The Codes of `group` this harness can run.
@@ -101,12 +136,14 @@ pub(crate) fn forms(group: Group, amd: bool) -> Vec<Code> {
             || !op.cpl3()
             || op.is_input_output()
             || op.decoder_option() != 0
-            || !(if amd { op.amd_decoder64() } else { op.intel_decoder64() })
+            // The waiting x87 forms decode as WAIT and the no-wait form.
             || op.fwait()
+            || !(if amd { op.amd_decoder64() } else { op.intel_decoder64() })
             || code.flow_control() != FlowControl::Next
                 && !matches!(code.mnemonic(), M::Ud0 | M::Ud1 | M::Ud2)
+                && !near_branch(code)
             || excluded(code.mnemonic())
-            || op.op_kinds().iter().any(|&k| segment_operand(k))
+            || op.op_kinds().iter().any(|&k| segment_operand(k)) && !reads_selector(code)
             // AMD raises #UD for 0F 0D with a register operand (a reserved NOP on Intel).
             || amd && format!("{code:?}").starts_with("Reservednop") && format!("{code:?}").ends_with("0F0D")
             // AMD reads four bytes for MOVSXD r16, m16 (Intel two).
@@ -136,6 +173,15 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
         } else if op.can_use_repne_prefix() && rng.chance(50) {
             b.push(0xf2);
         }
+        // LOOP/JECXZ on ECX.
+        if op.address_size() == 32 {
+            b.push(0x67);
+        }
+        // Segment overrides other than FS and GS are ignored in 64-bit mode, but SS decides
+        // between #SS and #GP for a non-canonical address.
+        if rng.chance(15) {
+            b.push([0x26, 0x2e, 0x36, 0x3e][rng.below(4) as usize]);
+        }
         if op.operand_size() == 16 {
             b.push(0x66);
         }
@@ -146,6 +192,10 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
             _ => {}
         }
         let w = op.w() == 1 || (op.operand_size() == 64 && !op.default_op_size64() && !op.force_op_size64());
+        // REX.W overrides a 66 prefix.
+        if w && op.mandatory_prefix() != MandatoryPrefix::P66 && rng.chance(10) {
+            b.push(0x66);
+        }
         let rex = if w { 0x48 } else { 0x40 } | (rng.next() & 7) as u8;
         // F3 REX.B 90 exchanges R8 with RAX on the host; iced decodes it as PAUSE.
         if (w || rng.chance(50)) && code != Code::Pause {
@@ -179,7 +229,10 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
         }
         let mut d = Decoder::with_ip(64, &b, INSN, DecoderOptions::NONE);
         let ins = d.decode();
-        if ins.is_invalid() || ins.code() != code || ins.segment_prefix() != Register::None {
+        if ins.is_invalid()
+            || ins.code() != code
+            || matches!(ins.segment_prefix(), Register::FS | Register::GS)
+        {
             continue;
         }
         // 32-bit addressing cannot reach the window.
@@ -264,6 +317,16 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
                 gpr[reg(b)] = t.wrapping_sub(disp).wrapping_sub(xv.wrapping_mul(scale));
             }
             _ => return None,
+        }
+    }
+    if near_branch(ins.code()) && !aim_branch(&mut bytes, &mut ins, &mut gpr, &mut data) {
+        return None;
+    }
+    // POPF may set anything but TF, which would trap the host's save stub.
+    if matches!(m, M::Popf | M::Popfq) {
+        let off = gpr[4].wrapping_sub(DATA).wrapping_add(1);
+        if off < DATA_LEN as u64 {
+            data[off as usize] &= !1;
         }
     }
     // Successful compare-exchanges half of the time.
@@ -393,7 +456,7 @@ pub(crate) fn target(rng: &mut Rng, size: u64) -> u64 {
         let delta = rng.below(size + 4) as i64 - size as i64 - 1;
         boundary.wrapping_add(delta as u64)
     } else if r < 85 {
-        let page = [0u64, 1, 3][rng.below(3) as usize];
+        let page = [0u64, 1, 3, 4][rng.below(4) as usize];
         DATA + page * 4096 + rng.below(4096 - size.min(4096))
     } else if r < 95 {
         [0x8000_0000_0000_0000u64, 0x0000_8000_0000_0000, 0xffff_0000_0000_0000, 0x7fff_ffff_ffff_fff0]
@@ -475,4 +538,101 @@ fn lane64(rng: &mut Rng) -> u64 {
         2 => (rng.next() as f64 / 7.0 - 1e18).to_bits(),
         _ => rng.operand(),
     }
+}
+
+/// Points a branch at `LANDING`: a relative displacement is patched, an indirect target
+/// register or memory word (or the return address) set; a target in memory that cannot be
+/// written faults instead. False when the branch cannot be aimed.
+fn aim_branch(bytes: &mut [u8], ins: &mut Instruction, gpr: &mut [u64; 16], data: &mut [u8]) -> bool {
+    use iced_x86::OpKind;
+    let reg = |r: Register| crate::operand::gpr(r).0;
+    let store = |ea: u64, data: &mut [u8]| {
+        for (i, b) in LANDING.to_le_bytes().iter().enumerate() {
+            let off = ea.wrapping_add(i as u64).wrapping_sub(DATA);
+            if off < data.len() as u64 && off / 4096 != HOLE as u64 {
+                data[off as usize] = *b;
+            }
+        }
+    };
+    match ins.flow_control() {
+        FlowControl::Return => store(gpr[4], data),
+        FlowControl::IndirectBranch | FlowControl::IndirectCall => match ins.op0_kind() {
+            OpKind::Register if ins.op0_register().size() == 8 => gpr[reg(ins.op0_register())] = LANDING,
+            OpKind::Memory => {
+                let get = |r: Register, _: usize, _: usize| -> Option<u64> {
+                    if r.is_segment_register() {
+                        Some(0)
+                    } else if r == Register::RIP {
+                        Some(ins.next_ip())
+                    } else {
+                        Some(gpr[reg(r)] & mask(r))
+                    }
+                };
+                let Some(ea) = ins.virtual_address(0, 0, get) else { return false };
+                store(ea, data);
+            }
+            _ => return false,
+        },
+        _ => {
+            let mut dec = Decoder::with_ip(64, bytes, INSN, DecoderOptions::NONE);
+            let first = dec.decode();
+            let offs = dec.get_constant_offsets(&first);
+            let (o, n) = (offs.immediate_offset(), offs.immediate_size());
+            let rel = LANDING.wrapping_sub(INSN + bytes.len() as u64) as i64;
+            match n {
+                1 => bytes[o] = rel as i8 as u8,
+                4 => bytes[o..o + 4].copy_from_slice(&(rel as i32).to_le_bytes()),
+                _ => return false,
+            }
+            *ins = Decoder::with_ip(64, bytes, INSN, DecoderOptions::NONE).decode();
+            if ins.near_branch_target() != LANDING {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A register-only instruction that sets every status flag, to run just before `ins`: the
+/// instruction then starts from lazily computed flags (add, adc, sbb, sub, cmp, logic, inc,
+/// dec, neg at any size). It writes no register `ins` uses.
+pub(crate) fn flag_setter(rng: &mut Rng, ins: &Instruction) -> Vec<u8> {
+    let mut used = [false; 16];
+    used[4] = true;
+    let mut factory = InstructionInfoFactory::new();
+    for r in factory.info(ins).used_registers() {
+        let full = r.register().full_register();
+        if full.is_gpr64() {
+            used[crate::operand::gpr(full).0] = true;
+        }
+    }
+    let free: Vec<u8> = (0..16u8).filter(|&r| !used[r as usize]).collect();
+    let size = [1u8, 2, 4, 8][rng.below(4) as usize];
+    let src = rng.below(16) as u8;
+    // add, or, adc, sbb, and, sub, xor (write), cmp, test (read only), inc, dec, neg (write).
+    let kind = rng.below(12) as u8;
+    let writes = !matches!(kind, 7 | 8);
+    let dst = if writes {
+        match free.get(rng.below(free.len().max(1) as u64) as usize) {
+            Some(&d) => d,
+            None => return Vec::new(),
+        }
+    } else {
+        rng.below(16) as u8
+    };
+    let mut b = Vec::new();
+    if size == 2 {
+        b.push(0x66);
+    }
+    let (opcode, reg) = match kind {
+        0..=7 => ((kind << 3) + (size != 1) as u8, src),
+        8 => (0x84 + (size != 1) as u8, src),
+        9 | 10 => (0xfe + (size != 1) as u8, kind - 9),
+        _ => (0xf6 + (size != 1) as u8, 3),
+    };
+    let r_bit = if kind <= 8 && reg >= 8 { 4 } else { 0 };
+    b.push(0x40 | if size == 8 { 8 } else { 0 } | r_bit | (dst >= 8) as u8);
+    b.push(opcode);
+    b.push(0xc0 | (reg & 7) << 3 | (dst & 7));
+    b
 }
