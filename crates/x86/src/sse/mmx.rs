@@ -8,9 +8,12 @@ use iced_x86::{Instruction, Mnemonic as M, OpKind};
 const MF: u8 = 16;
 /// FSW.ES: an unmasked x87 exception is pending.
 pub(crate) const FSW_ES: u16 = 0x80;
+/// CR0.NE: pending x87 exceptions are raised as #MF (else through FERR#, not modelled).
+const CR0_NE: u64 = 1 << 5;
 
 impl Cpu {
-    /// #UD with CR0.EM, #NM with CR0.TS, #MF while an unmasked x87 exception is pending.
+    /// #UD with CR0.EM, #NM with CR0.TS, #MF while an unmasked x87 exception is pending
+    /// (FSW.ES) and CR0.NE is set, as the x87 unit's waiting instructions do.
     pub(super) fn mmx_check(&self) -> R<()> {
         if self.cr0 & CR0_EM != 0 {
             return Err(ud());
@@ -18,7 +21,7 @@ impl Cpu {
         if self.cr0 & CR0_TS != 0 {
             return Err(Fault::Exc(NM, None));
         }
-        if self.fpu.fsw & FSW_ES != 0 {
+        if self.fpu.fsw & FSW_ES != 0 && self.cr0 & CR0_NE != 0 {
             return Err(Fault::Exc(MF, None));
         }
         Ok(())

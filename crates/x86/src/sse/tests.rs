@@ -201,6 +201,8 @@ fn mmx_shares_the_x87_registers() {
     assert_eq!(exec(c, &[0x0f, 0x2c, 0xee]), Err(Fault::Exc(19, None))); // cvttps2pi mm5, xmm6
     assert_eq!((c.fpu.top, c.fpu.ftw, c.fpu.mxcsr & 1), (0, 0xff, 1));
     c.fpu.fsw = 0x81;
+    exec(c, &[0x0f, 0xfe, 0xca]).unwrap(); // CR0.NE clear: no #MF
+    c.cr0 |= 1 << 5;
     assert_eq!(exec(c, &[0x0f, 0xfe, 0xca]), Err(Fault::Exc(16, None)));
     c.fpu.fsw = 0;
     c.cr0 |= crate::cpu::CR0_TS;
