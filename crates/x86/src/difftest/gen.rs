@@ -21,7 +21,7 @@ pub(crate) enum Group {
 }
 
 impl Group {
-    fn features(self) -> &'static [F] {
+    pub(crate) fn features(self) -> &'static [F] {
         match self {
             Group::Integer => &[
                 F::INTEL8086,
