@@ -8,8 +8,7 @@
 //!
 //! Running: `cargo test -p x86 --lib difftest -- --nocapture` prints a summary per mnemonic;
 //! `CHR_VMM_DIFF_CASES=N` sets the cases per instruction form (100 by default for the integer
-//! group, 24 for the others), `CHR_VMM_DIFF_GROUPS=x87,mmx,sse` (or `all`) runs the groups
-//! whose interpreter code is still being rewritten, `CHR_VMM_DIFF_REPORT=dir` writes each
+//! group, 24 for the others), `CHR_VMM_DIFF_REPORT=dir` writes each
 //! group's summary and every difference found (two examples per form) to `dir/<group>.txt`.
 //!
 //! The layout is shared by both runners: a 1 MiB window at `WINDOW` that holds the code page,
@@ -110,11 +109,4 @@ impl Rng {
 /// Per-case budget: `CHR_VMM_DIFF_CASES` cases per instruction form (default `default`).
 pub(crate) fn cases_per_form(default: usize) -> usize {
     std::env::var("CHR_VMM_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Whether a group gated behind `CHR_VMM_DIFF_GROUPS` (comma-separated) is asked for.
-pub(crate) fn group_enabled(name: &str) -> bool {
-    std::env::var("CHR_VMM_DIFF_GROUPS")
-        .map(|v| v.split(',').any(|g| g.trim() == name || g.trim() == "all"))
-        .unwrap_or(false)
 }

@@ -2,7 +2,7 @@
 
 use super::gen::{self, Group};
 use super::interp::{Interp, Path};
-use super::{cases_per_form, group_enabled, Rng};
+use super::{cases_per_form, Rng};
 use std::collections::BTreeMap;
 
 /// Per mnemonic: cases run, cases that faulted on the host, cases that differed.
@@ -156,22 +156,12 @@ fn x87_instructions_match_the_host_cpu() {
     check("x87_instructions_match_the_host_cpu", Group::X87, 24, 0x8765_4321_0fed_cba9);
 }
 
-/// Gated until the SSE/MMX rewrite lands: `CHR_VMM_DIFF_GROUPS=mmx`.
 #[test]
 fn mmx_instructions_match_the_host_cpu() {
-    if !group_enabled("mmx") && !group_enabled("sse") {
-        test_support::skip("mmx_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=sse to run it");
-        return;
-    }
     check("mmx_instructions_match_the_host_cpu", Group::Mmx, 24, 0x0bad_cafe_dead_beef);
 }
 
-/// Gated until the SSE/MMX rewrite lands: `CHR_VMM_DIFF_GROUPS=sse`.
 #[test]
 fn sse_instructions_match_the_host_cpu() {
-    if !group_enabled("sse") {
-        test_support::skip("sse_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=sse to run it");
-        return;
-    }
     check("sse_instructions_match_the_host_cpu", Group::Sse, 24, 0x5eed_5eed_1234_4321);
 }
