@@ -100,7 +100,7 @@ fn fms64(x: f64, y: f64, z: f64) -> f64 {
 mod single {
     use super::*;
     fast!(arith32, sqrt32, f32, 27 << 23, 227 << 23, fms32); // 2^-100..=2^100
-    #[inline]
+    #[inline(always)]
     pub(super) fn arith(env: &mut Env, op: Op, a: u64, b: u64) -> Option<u64> {
         arith32(env, op, a, b)
     }
@@ -113,7 +113,7 @@ mod single {
 mod double {
     use super::*;
     fast!(arith64, sqrt64, f64, 63 << 52, 1983 << 52, fms64); // 2^-960..=2^960
-    #[inline]
+    #[inline(always)]
     pub(super) fn arith(env: &mut Env, op: Op, a: u64, b: u64) -> Option<u64> {
         arith64(env, op, a, b)
     }
@@ -124,7 +124,7 @@ mod double {
 }
 
 /// `a op b` for ordinary operands, or None for the exact integer path.
-#[inline]
+#[inline(always)]
 pub(crate) fn arith(f: Fmt, env: &mut Env, op: Op, a: u64, b: u64) -> Option<u64> {
     if f == F32 {
         single::arith(env, op, a, b)

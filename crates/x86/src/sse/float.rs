@@ -110,11 +110,34 @@ impl Cpu {
         let b = self.vread(ins, 1)?;
         let imm = ins.immediate8();
         let mut env = self.fp_env();
-        let r = compute(&mut env, k, f, packed, a, b, imm);
+        let r = match k {
+            // The common case, with the format a constant: a tight loop over the lanes.
+            K::Arith(op) if f == F32 => arith32(&mut env, op, packed, a, b),
+            K::Arith(op) => arith64(&mut env, op, packed, a, b),
+            _ => compute(&mut env, k, f, packed, a, b, imm),
+        };
         self.fp_commit(&env)?;
         self.vset(d, r);
         Ok(true)
     }
+}
+
+fn arith32(env: &mut Env, op: Op, packed: bool, a: u128, b: u128) -> u128 {
+    let (x, y, mut o) = (lanes32(a), lanes32(b), lanes32(a));
+    let n = if packed { 4 } else { 1 };
+    for i in 0..n {
+        o[i] = sf::arith(F32, env, op, x[i] as u64, y[i] as u64) as u32;
+    }
+    from32(o)
+}
+
+fn arith64(env: &mut Env, op: Op, packed: bool, a: u128, b: u128) -> u128 {
+    let (x, y, mut o) = (lanes64(a), lanes64(b), lanes64(a));
+    let n = if packed { 2 } else { 1 };
+    for i in 0..n {
+        o[i] = sf::arith(F64, env, op, x[i], y[i]);
+    }
+    from64(o)
 }
 
 fn compute(env: &mut Env, k: K, f: Fmt, packed: bool, a: u128, b: u128, imm: u8) -> u128 {

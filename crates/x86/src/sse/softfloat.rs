@@ -17,7 +17,7 @@ pub(crate) enum Op {
 }
 
 /// `a op b` in format `f`, exactly as SSE computes it.
-#[inline]
+#[inline(always)]
 pub(crate) fn arith(f: Fmt, env: &mut Env, op: Op, a: u64, b: u64) -> u64 {
     // Ordinary operands (never NaN or denormal) first.
     if let Some(r) = super::fastfp::arith(f, env, op, a, b) {
@@ -27,6 +27,7 @@ pub(crate) fn arith(f: Fmt, env: &mut Env, op: Op, a: u64, b: u64) -> u64 {
 }
 
 /// `a op b` by the integer path alone (after NaN handling in `arith`).
+#[inline(never)]
 pub(crate) fn arith_exact(f: Fmt, env: &mut Env, op: Op, a: u64, b: u64) -> u64 {
     let a = env.daz(f, a);
     let b = env.daz(f, b);
