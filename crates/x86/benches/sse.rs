@@ -3,6 +3,8 @@
 //! float kind (packed and scalar arithmetic, moves). Run: `cargo bench -p x86 --bench sse`.
 //! The machine may be shared: compare figures from one run, and take the best of a few.
 
+#![allow(clippy::unwrap_used)]
+
 use machine::memory::GuestMemory;
 use machine::vcpu::IoHandler;
 use std::time::Instant;
@@ -135,6 +137,9 @@ fn float_setup(mxcsr: u32) -> impl Fn(&mut x86::Cpu) {
     }
 }
 
+/// A loop to measure: its name, code and the state it starts from.
+type Run = (&'static str, &'static [u8], Box<dyn Fn(&mut x86::Cpu)>);
+
 fn main() {
     // Only `cargo bench` passes --bench; `cargo test --benches` runs this once, quickly.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -142,7 +147,7 @@ fn main() {
     let string_setup = |c: &mut x86::Cpu| {
         c.fpu.mxcsr = 0x1f80;
     };
-    let runs: [(&str, &[u8], Box<dyn Fn(&mut x86::Cpu)>); 5] = [
+    let runs: [Run; 5] = [
         ("string (movdqu/pminub/pcmpeqb/pmovmskb)", STRING, Box::new(string_setup)),
         ("integer (sse tests' loop)", INTEGER, Box::new(string_setup)),
         ("float, mxcsr 0x1f80", FLOAT, Box::new(float_setup(0x1f80))),

@@ -289,6 +289,12 @@ pub(crate) fn compile(ins: &Instruction, bitness: u32, next: u64) -> Op {
         len: ins.len() as u8,
         ins: None,
     };
+    // The hot SSE forms keep the instruction: their handlers fall back to the exact path.
+    if let Some(h) = crate::fast_sse::pick(ins, |o| mem(ins, bitness, o), &mut op) {
+        op.run = h;
+        op.ins = Some(Box::new(*ins));
+        return op;
+    }
     match pick(ins, bitness, &mut op) {
         Some((h, link)) => {
             op.run = h;

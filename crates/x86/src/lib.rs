@@ -32,6 +32,7 @@ mod exec;
 mod exec_lock;
 mod fast_alu;
 mod fast_flow;
+mod fast_sse;
 mod fast_syscall;
 mod flags;
 mod msr;

@@ -122,7 +122,7 @@ impl Cpu {
     }
 }
 
-fn arith32(env: &mut Env, op: Op, packed: bool, a: u128, b: u128) -> u128 {
+pub(crate) fn arith32(env: &mut Env, op: Op, packed: bool, a: u128, b: u128) -> u128 {
     let (x, y, mut o) = (lanes32(a), lanes32(b), lanes32(a));
     let n = if packed { 4 } else { 1 };
     for i in 0..n {
@@ -131,7 +131,7 @@ fn arith32(env: &mut Env, op: Op, packed: bool, a: u128, b: u128) -> u128 {
     from32(o)
 }
 
-fn arith64(env: &mut Env, op: Op, packed: bool, a: u128, b: u128) -> u128 {
+pub(crate) fn arith64(env: &mut Env, op: Op, packed: bool, a: u128, b: u128) -> u128 {
     let (x, y, mut o) = (lanes64(a), lanes64(b), lanes64(a));
     let n = if packed { 2 } else { 1 };
     for i in 0..n {

@@ -119,8 +119,10 @@ const CRC_TABLE: [u32; 256] = {
     t
 };
 
-/// The two-operand integer operations: `a` is the destination, `b` the source.
-fn binary(m: M, a: u128, b: u128, w: usize) -> Option<u128> {
+/// The two-operand integer operations: `a` is the destination, `b` the source. Inlined, so
+/// that a caller with a constant mnemonic (the threaded handlers) gets just its operation.
+#[inline(always)]
+pub(crate) fn binary(m: M, a: u128, b: u128, w: usize) -> Option<u128> {
     Some(match m {
         M::Paddb => map8(a, b, u8::wrapping_add),
         M::Psubb => map8(a, b, u8::wrapping_sub),

@@ -7,6 +7,12 @@ use iced_x86::{Instruction, Mnemonic as M, OpKind};
 
 const LO64: u128 = u64::MAX as u128;
 
+/// PMOVMSKB: the top bit of each of the `width` bytes of `v`.
+#[inline]
+pub(crate) fn movmskb(v: u128, width: usize) -> u64 {
+    lanes8(v)[..width.min(16)].iter().enumerate().fold(0u64, |a, (i, b)| a | (((b >> 7) as u64) << i))
+}
+
 impl Cpu {
     pub(super) fn simd_moves(&mut self, ins: &Instruction) -> R<bool> {
         let m = ins.mnemonic();
@@ -77,10 +83,7 @@ impl Cpu {
                 let s = self.vop(ins, 1);
                 let v = self.vget(s);
                 let r = match m {
-                    M::Pmovmskb => lanes8(v)[..s.width()]
-                        .iter()
-                        .enumerate()
-                        .fold(0u64, |a, (i, b)| a | (((b >> 7) as u64) << i)),
+                    M::Pmovmskb => movmskb(v, s.width()),
                     M::Movmskps => {
                         lanes32(v).iter().enumerate().fold(0u64, |a, (i, b)| a | (((b >> 31) as u64) << i))
                     }

@@ -26,7 +26,7 @@ impl Cpu {
 
     /// The rounding state for an SSE floating-point instruction.
     #[inline]
-    pub(super) fn fp_env(&self) -> Env {
+    pub(crate) fn fp_env(&self) -> Env {
         Env::from_mxcsr(self.fpu.mxcsr)
     }
 
@@ -34,7 +34,7 @@ impl Cpu {
     /// unmasked one raises #XM (#UD without CR4.OSXMMEXCPT) and the caller leaves the
     /// destination unchanged.
     #[inline]
-    pub(super) fn fp_commit(&mut self, env: &Env) -> R<()> {
+    pub(crate) fn fp_commit(&mut self, env: &Env) -> R<()> {
         let mut env = *env;
         env.end_stage();
         self.fpu.mxcsr |= env.done;

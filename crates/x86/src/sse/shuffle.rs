@@ -97,7 +97,8 @@ impl Cpu {
 }
 
 /// The shuffle family: `a` the destination, `b` the source, `w` the register width.
-fn shuffle(m: M, a: u128, b: u128, imm: u8, w: usize, x0: u128) -> u128 {
+#[inline(always)]
+pub(crate) fn shuffle(m: M, a: u128, b: u128, imm: u8, w: usize, x0: u128) -> u128 {
     let sel = |i: usize| ((imm >> (2 * i)) & 3) as usize;
     match m {
         M::Pshufd => {

@@ -1,0 +1,444 @@
+//! Threaded handlers for the hot SSE forms on XMM registers: whole and partial moves
+//! (MOVDQA/MOVDQU/MOVAPS/MOVUPS/MOVQ/MOVD/MOVSD/MOVSS), the lane-wise integer operations and
+//! logic, PMOVMSKB, PSHUFD and the packed and scalar ADD/SUB/MUL/DIV.
+//!
+//! A handler runs only the common case: SSE enabled (no #UD or #NM due) and its memory
+//! operand in RAM through the TLB, inside one page and aligned where the form requires it.
+//! Anything else goes to the exact path (`Cpu::exec` on the instruction the op keeps), which
+//! raises the fault or does the slow access. The operations themselves are the exact code's
+//! (`sse::binary`, `sse::arith64`...), with the mnemonic a constant; float results and
+//! MXCSR flags come from the same soft-float code, so an unmasked exception faults here as
+//! it does there, with the destination unchanged.
+
+use crate::block::{next, step, step_mem, Handler, Op, Step, NO_REG};
+use crate::cpu::{load, store, ud, Cpu, CR0_EM, CR0_TS, CR4_OSFXSR};
+use crate::exec::Flow;
+use crate::operand::gpr;
+use crate::sse::{arith32, arith64, binary, movmskb, shuffle, FpOp};
+use iced_x86::{EncodingKind, Instruction, Mnemonic as M, OpKind, Register};
+
+/// Source kinds: an XMM register (`Op::s`), or memory of 16 bytes aligned, 16 bytes, 8 or 4.
+const REG: u8 = 0;
+const M16A: u8 = 1;
+const M16: u8 = 2;
+const M8: u8 = 3;
+const M4: u8 = 4;
+
+/// How a move writes its XMM destination: the whole register, the source zero-extended
+/// from 64 or 32 bits, or only the low 64 or 32 bits (the rest kept).
+const FULL: u8 = 0;
+const ZX64: u8 = 1;
+const ZX32: u8 = 2;
+const LO64: u8 = 3;
+const LO32: u8 = 4;
+
+/// Whether SSE instructions run now: no CR0.EM, CR0.TS and CR4.OSFXSR set.
+#[inline(always)]
+fn sse_on(c: &Cpu) -> bool {
+    c.cr0 & (CR0_EM | CR0_TS) == 0 && c.cr4 & CR4_OSFXSR != 0
+}
+
+/// The exact path: `Cpu::exec` on the instruction, for faults, TLB misses, page crossings
+/// and disabled SSE. (SSE instructions never change the mode, so nothing ends the block.)
+#[inline(never)]
+fn exact(c: &mut Cpu, op: &Op) -> Step {
+    step_mem(c, op, |c| {
+        c.cur_ip = op.ip(c.bitness);
+        c.rip = op.next;
+        let Some(ins) = &op.ins else { return Err(ud()) };
+        c.exec(ins)
+    })
+}
+
+/// The source operand of kind `S`, when the fast path can read it.
+#[inline(always)]
+fn src<const S: u8>(c: &Cpu, op: &Op) -> Option<u128> {
+    if S == REG {
+        return Some(c.fpu.xmm[op.s as usize & 15]);
+    }
+    let lin = c.op_lin(op);
+    let n = match S {
+        M16A | M16 => 16,
+        M8 => 8,
+        _ => 4,
+    };
+    if S == M16A && lin & 15 != 0 {
+        return None;
+    }
+    let p = c.read_ptr(lin, n)?;
+    if n == 16 {
+        // SAFETY: `read_ptr` gives 16 readable bytes.
+        return Some(u128::from_le_bytes(unsafe { std::ptr::read_unaligned(p as *const [u8; 16]) }));
+    }
+    // SAFETY: `read_ptr` gives `n` readable bytes.
+    Some(unsafe { load(p, n) } as u128)
+}
+
+/// A move into XMM `d` from source `S`, written as `K` says.
+pub(crate) fn mov_x<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        if let Some(v) = src::<S>(c, op) {
+            let d = op.d as usize & 15;
+            let old = c.fpu.xmm[d];
+            let lo64 = u64::MAX as u128;
+            let lo32 = u32::MAX as u128;
+            c.fpu.xmm[d] = match K {
+                FULL => v,
+                ZX64 => v & lo64,
+                ZX32 => v & lo32,
+                LO64 => (old & !lo64) | (v & lo64),
+                _ => (old & !lo32) | (v & lo32),
+            };
+            return next(c, op);
+        }
+    }
+    exact(c, op)
+}
+
+/// A store of the low `N` bytes of XMM `s`; `A`: the address must be 16-byte aligned.
+pub(crate) fn store_x<const N: usize, const A: bool>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        let lin = c.op_lin(op);
+        if !(A && lin & 15 != 0) {
+            if let Some(p) = c.write_ptr(lin, N) {
+                let v = c.fpu.xmm[op.s as usize & 15];
+                // SAFETY: `write_ptr` gives N writable bytes of a page without decoded code.
+                unsafe {
+                    if N == 16 {
+                        std::ptr::write_unaligned(p as *mut [u8; 16], v.to_le_bytes());
+                    } else {
+                        store(p, N, v as u64);
+                    }
+                }
+                return next(c, op);
+            }
+        }
+    }
+    exact(c, op)
+}
+
+/// MOVD/MOVQ xmm, r32/r64: the register zero-extended.
+pub(crate) fn gpr_to_x<const N: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if !sse_on(c) {
+        return exact(c, op);
+    }
+    step(c, op, |c| {
+        let v = c.regs[op.s as usize & 15];
+        c.fpu.xmm[op.d as usize & 15] = if N == 4 { v as u32 as u128 } else { v as u128 };
+        Ok(Flow::Next)
+    })
+}
+
+/// MOVD/MOVQ r32/r64, xmm (a 32-bit write clears the upper half) and PMOVMSKB (`MSK`).
+pub(crate) fn x_to_gpr<const N: u8, const MSK: bool>(c: &mut Cpu, op: &Op) -> Step {
+    if !sse_on(c) {
+        return exact(c, op);
+    }
+    step(c, op, |c| {
+        let x = c.fpu.xmm[op.s as usize & 15];
+        let v = if MSK { movmskb(x, 16) } else { x as u64 };
+        c.set_reg(op.d as usize & 15, N, v);
+        Ok(Flow::Next)
+    })
+}
+
+/// A lane-wise operation of the exact code with its mnemonic fixed.
+pub(crate) trait Lanes {
+    fn run(a: u128, b: u128, imm: u8) -> u128;
+}
+
+/// XMM `d` = `L(d, source S)`.
+pub(crate) fn lanes<L: Lanes, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        if let Some(b) = src::<S>(c, op) {
+            let d = op.d as usize & 15;
+            c.fpu.xmm[d] = L::run(c.fpu.xmm[d], b, op.imm as u8);
+            return next(c, op);
+        }
+    }
+    exact(c, op)
+}
+
+/// Float ADD/SUB/MUL/DIV (`K`: 0-3), double (`D`) or single, packed (`P`) or scalar.
+pub(crate) fn fp<const K: u8, const D: bool, const P: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        if let Some(b) = src::<S>(c, op) {
+            return step(c, op, |c| {
+                let d = op.d as usize & 15;
+                let a = c.fpu.xmm[d];
+                let o = match K {
+                    0 => FpOp::Add,
+                    1 => FpOp::Sub,
+                    2 => FpOp::Mul,
+                    _ => FpOp::Div,
+                };
+                let mut env = c.fp_env();
+                let r = if D { arith64(&mut env, o, P, a, b) } else { arith32(&mut env, o, P, a, b) };
+                c.fp_commit(&env)?;
+                c.fpu.xmm[d] = r;
+                Ok(Flow::Next)
+            });
+        }
+    }
+    exact(c, op)
+}
+
+/// An operand as the picker sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum O {
+    /// XMM n.
+    X(u8),
+    /// A 32- or 64-bit general register: index and size.
+    G(u8, u8),
+    /// Memory of this many bytes (its address is in the op's memory fields).
+    Mem(usize),
+    Imm,
+    Other,
+}
+
+fn operand(ins: &Instruction, i: u32, mem: &mut dyn FnMut() -> bool) -> O {
+    match ins.op_kind(i) {
+        OpKind::Register => {
+            let r = ins.op_register(i);
+            if r.is_xmm() {
+                return O::X((r as usize - Register::XMM0 as usize) as u8 & 15);
+            }
+            match gpr(r) {
+                (g, s @ (4 | 8), false) => O::G(g as u8, s),
+                _ => O::Other,
+            }
+        }
+        OpKind::Memory if mem() => O::Mem(ins.memory_size().size()),
+        OpKind::Immediate8 => O::Imm,
+        _ => O::Other,
+    }
+}
+
+/// Defines a `Lanes` type per mnemonic and the picker that maps the mnemonic to its handler.
+macro_rules! lane_ops {
+    ($f:ident: $($m:ident => $e:expr),* $(,)?) => {
+        fn $f(m: M, s: u8) -> Option<Handler> {
+            $(
+                if m == M::$m {
+                    struct T;
+                    impl Lanes for T {
+                        #[inline(always)]
+                        fn run(a: u128, b: u128, imm: u8) -> u128 {
+                            let f: fn(u128, u128, u8) -> u128 = $e;
+                            f(a, b, imm)
+                        }
+                    }
+                    return Some(if s == REG { lanes::<T, REG> } else { lanes::<T, M16A> });
+                }
+            )*
+            None
+        }
+    };
+}
+
+// The integer operations go through the exact code's `binary` with the mnemonic constant.
+lane_ops!(lane_op:
+    Pxor => |a, b, _| binary(M::Pxor, a, b, 16).unwrap_or(a),
+    Por => |a, b, _| binary(M::Por, a, b, 16).unwrap_or(a),
+    Pand => |a, b, _| binary(M::Pand, a, b, 16).unwrap_or(a),
+    Pandn => |a, b, _| binary(M::Pandn, a, b, 16).unwrap_or(a),
+    Xorps => |a, b, _| binary(M::Xorps, a, b, 16).unwrap_or(a),
+    Xorpd => |a, b, _| binary(M::Xorpd, a, b, 16).unwrap_or(a),
+    Orps => |a, b, _| binary(M::Orps, a, b, 16).unwrap_or(a),
+    Orpd => |a, b, _| binary(M::Orpd, a, b, 16).unwrap_or(a),
+    Andps => |a, b, _| binary(M::Andps, a, b, 16).unwrap_or(a),
+    Andpd => |a, b, _| binary(M::Andpd, a, b, 16).unwrap_or(a),
+    Andnps => |a, b, _| binary(M::Andnps, a, b, 16).unwrap_or(a),
+    Andnpd => |a, b, _| binary(M::Andnpd, a, b, 16).unwrap_or(a),
+    Pcmpeqb => |a, b, _| binary(M::Pcmpeqb, a, b, 16).unwrap_or(a),
+    Pcmpeqw => |a, b, _| binary(M::Pcmpeqw, a, b, 16).unwrap_or(a),
+    Pcmpeqd => |a, b, _| binary(M::Pcmpeqd, a, b, 16).unwrap_or(a),
+    Pcmpgtb => |a, b, _| binary(M::Pcmpgtb, a, b, 16).unwrap_or(a),
+    Pcmpgtw => |a, b, _| binary(M::Pcmpgtw, a, b, 16).unwrap_or(a),
+    Pcmpgtd => |a, b, _| binary(M::Pcmpgtd, a, b, 16).unwrap_or(a),
+    Pminub => |a, b, _| binary(M::Pminub, a, b, 16).unwrap_or(a),
+    Pmaxub => |a, b, _| binary(M::Pmaxub, a, b, 16).unwrap_or(a),
+    Pminsw => |a, b, _| binary(M::Pminsw, a, b, 16).unwrap_or(a),
+    Pmaxsw => |a, b, _| binary(M::Pmaxsw, a, b, 16).unwrap_or(a),
+    Paddb => |a, b, _| binary(M::Paddb, a, b, 16).unwrap_or(a),
+    Paddw => |a, b, _| binary(M::Paddw, a, b, 16).unwrap_or(a),
+    Paddd => |a, b, _| binary(M::Paddd, a, b, 16).unwrap_or(a),
+    Paddq => |a, b, _| binary(M::Paddq, a, b, 16).unwrap_or(a),
+    Psubb => |a, b, _| binary(M::Psubb, a, b, 16).unwrap_or(a),
+    Psubw => |a, b, _| binary(M::Psubw, a, b, 16).unwrap_or(a),
+    Psubd => |a, b, _| binary(M::Psubd, a, b, 16).unwrap_or(a),
+    Psubq => |a, b, _| binary(M::Psubq, a, b, 16).unwrap_or(a),
+    Psubusb => |a, b, _| binary(M::Psubusb, a, b, 16).unwrap_or(a),
+    Paddusb => |a, b, _| binary(M::Paddusb, a, b, 16).unwrap_or(a),
+    Psadbw => |a, b, _| binary(M::Psadbw, a, b, 16).unwrap_or(a),
+    Punpcklbw => |a, b, _| binary(M::Punpcklbw, a, b, 16).unwrap_or(a),
+    Punpcklwd => |a, b, _| binary(M::Punpcklwd, a, b, 16).unwrap_or(a),
+    Punpckldq => |a, b, _| binary(M::Punpckldq, a, b, 16).unwrap_or(a),
+    Punpcklqdq => |a, b, _| binary(M::Punpcklqdq, a, b, 16).unwrap_or(a),
+    Punpckhbw => |a, b, _| binary(M::Punpckhbw, a, b, 16).unwrap_or(a),
+    Punpckhwd => |a, b, _| binary(M::Punpckhwd, a, b, 16).unwrap_or(a),
+    Punpckhdq => |a, b, _| binary(M::Punpckhdq, a, b, 16).unwrap_or(a),
+    Punpckhqdq => |a, b, _| binary(M::Punpckhqdq, a, b, 16).unwrap_or(a),
+    Pshufd => |_, b, imm| shuffle(M::Pshufd, 0, b, imm, 16, 0),
+);
+
+/// The float arithmetic: operation (0-3: ADD, SUB, MUL, DIV), double, packed.
+fn fp_kind(m: M) -> Option<(u8, bool, bool)> {
+    Some(match m {
+        M::Addsd => (0, true, false),
+        M::Subsd => (1, true, false),
+        M::Mulsd => (2, true, false),
+        M::Divsd => (3, true, false),
+        M::Addss => (0, false, false),
+        M::Subss => (1, false, false),
+        M::Mulss => (2, false, false),
+        M::Divss => (3, false, false),
+        M::Addpd => (0, true, true),
+        M::Subpd => (1, true, true),
+        M::Mulpd => (2, true, true),
+        M::Divpd => (3, true, true),
+        M::Addps => (0, false, true),
+        M::Subps => (1, false, true),
+        M::Mulps => (2, false, true),
+        M::Divps => (3, false, true),
+        _ => return None,
+    })
+}
+
+/// Picks the float handler for operation `k` with source kind `S`.
+fn fp_handler<const S: u8>(k: u8, d: bool, p: bool) -> Handler {
+    macro_rules! dp {
+        ($K:literal) => {
+            match (d, p) {
+                (true, true) => fp::<$K, true, true, S>,
+                (true, false) => fp::<$K, true, false, S>,
+                (false, true) => fp::<$K, false, true, S>,
+                (false, false) => fp::<$K, false, false, S>,
+            }
+        };
+    }
+    match k {
+        0 => dp!(0),
+        1 => dp!(1),
+        2 => dp!(2),
+        _ => dp!(3),
+    }
+}
+
+/// The threaded handler for `ins`, if it is one of the hot SSE forms; `mem` fills the op's
+/// memory fields (false when the address is not one the fast paths handle). The op must
+/// keep the instruction for the exact path.
+pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: &mut Op) -> Option<Handler> {
+    if ins.encoding() != EncodingKind::Legacy || ins.has_lock_prefix() {
+        return None;
+    }
+    let m = ins.mnemonic();
+    let n = ins.op_count();
+    if !(n == 2 || (n == 3 && m == M::Pshufd)) {
+        return None;
+    }
+    // Other instructions' ops are left as they are, for `compile::pick`.
+    let moves = matches!(
+        m,
+        M::Movdqa
+            | M::Movaps
+            | M::Movapd
+            | M::Movdqu
+            | M::Movups
+            | M::Movupd
+            | M::Lddqu
+            | M::Movd
+            | M::Movq
+            | M::Movsd
+            | M::Movss
+            | M::Pmovmskb
+    );
+    if !moves && fp_kind(m).is_none() && lane_op(m, REG).is_none() {
+        return None;
+    }
+    let (o0, o1) = {
+        let mut f = || mem(op);
+        (operand(ins, 0, &mut f), operand(ins, 1, &mut f))
+    };
+    if n == 3 {
+        if ins.op2_kind() != OpKind::Immediate8 {
+            return None;
+        }
+        op.imm = ins.immediate8() as u64;
+    }
+    let reg = |o: O| match o {
+        O::X(r) | O::G(r, _) => r,
+        _ => NO_REG,
+    };
+    op.d = reg(o0);
+    op.s = reg(o1);
+    let aligned = !matches!(m, M::Movdqu | M::Movups | M::Movupd | M::Lddqu);
+    let h: Handler = match m {
+        M::Movdqa | M::Movaps | M::Movapd | M::Movdqu | M::Movups | M::Movupd | M::Lddqu => {
+            match (o0, o1, aligned) {
+                (O::X(_), O::X(_), _) if m != M::Lddqu => mov_x::<FULL, REG>,
+                (O::X(_), O::Mem(16), true) => mov_x::<FULL, M16A>,
+                (O::X(_), O::Mem(16), false) => mov_x::<FULL, M16>,
+                (O::Mem(16), O::X(_), true) if m != M::Lddqu => store_x::<16, true>,
+                (O::Mem(16), O::X(_), false) if m != M::Lddqu => store_x::<16, false>,
+                _ => return None,
+            }
+        }
+        M::Movd | M::Movq => match (o0, o1) {
+            (O::X(_), O::X(_)) if m == M::Movq => mov_x::<ZX64, REG>,
+            (O::X(_), O::Mem(8)) => mov_x::<ZX64, M8>,
+            (O::X(_), O::Mem(4)) => mov_x::<ZX32, M4>,
+            (O::Mem(8), O::X(_)) => store_x::<8, false>,
+            (O::Mem(4), O::X(_)) => store_x::<4, false>,
+            (O::X(_), O::G(_, 4)) => gpr_to_x::<4>,
+            (O::X(_), O::G(_, 8)) => gpr_to_x::<8>,
+            (O::G(_, 4), O::X(_)) => x_to_gpr::<4, false>,
+            (O::G(_, 8), O::X(_)) => x_to_gpr::<8, false>,
+            _ => return None,
+        },
+        M::Movsd | M::Movss => {
+            let dbl = m == M::Movsd;
+            match (o0, o1) {
+                (O::X(_), O::X(_)) if dbl => mov_x::<LO64, REG>,
+                (O::X(_), O::X(_)) => mov_x::<LO32, REG>,
+                (O::X(_), O::Mem(8)) if dbl => mov_x::<ZX64, M8>,
+                (O::X(_), O::Mem(4)) if !dbl => mov_x::<ZX32, M4>,
+                (O::Mem(8), O::X(_)) if dbl => store_x::<8, false>,
+                (O::Mem(4), O::X(_)) if !dbl => store_x::<4, false>,
+                _ => return None,
+            }
+        }
+        M::Pmovmskb => match (o0, o1) {
+            (O::G(_, 4), O::X(_)) => x_to_gpr::<4, true>,
+            (O::G(_, 8), O::X(_)) => x_to_gpr::<8, true>,
+            _ => return None,
+        },
+        _ => {
+            if let Some((k, dbl, packed)) = fp_kind(m) {
+                let size = if packed {
+                    16
+                } else if dbl {
+                    8
+                } else {
+                    4
+                };
+                match (o0, o1) {
+                    (O::X(_), O::X(_)) => fp_handler::<REG>(k, dbl, packed),
+                    (O::X(_), O::Mem(sz)) if sz == size => match size {
+                        16 => fp_handler::<M16A>(k, dbl, packed),
+                        8 => fp_handler::<M8>(k, dbl, packed),
+                        _ => fp_handler::<M4>(k, dbl, packed),
+                    },
+                    _ => return None,
+                }
+            } else {
+                match (o0, o1) {
+                    (O::X(_), O::X(_)) => lane_op(m, REG)?,
+                    (O::X(_), O::Mem(16)) => lane_op(m, M16A)?,
+                    _ => return None,
+                }
+            }
+        }
+    };
+    Some(h)
+}
