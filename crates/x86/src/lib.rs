@@ -340,3 +340,6 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests_diff;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests_fast_sse;

@@ -1,0 +1,282 @@
+//! The threaded SSE handlers (`fast_sse`) against the exact path: every form, from random
+//! states, runs once from the block cache and once by `Cpu::exec`, and registers, MXCSR,
+//! memory, CR2 and the fault must agree. Addresses are chosen to hit the fast path, to be
+//! misaligned, to cross pages and to fault at page boundaries (a missing page, a read-only
+//! one), with the TLB warm or cold, and SSE sometimes disabled (CR0.TS/EM, CR4.OSFXSR).
+
+use crate::cpu::{self, Cpu, Fault, Segment};
+use crate::InterpVcpu;
+use iced_x86::{Decoder, DecoderOptions};
+use machine::memory::GuestMemory;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Page tables at 1 MiB; data pages: 0x2f000 and 0x30000 present and writable, 0x31000
+/// missing, 0x32000 read-only.
+const TABLES: u64 = 0x10_0000;
+const DATA: u64 = 0x2f000;
+const DATA_END: u64 = 0x33000;
+const CODE: u64 = 0x1000;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn memory() -> GuestMemory {
+    let mem: GuestMemory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+    // 4-level paging, identity for the first 2 MiB in 4 KiB pages.
+    let w = |a: u64, v: u64| mem.write_obj(v, GuestAddress(a)).unwrap();
+    w(TABLES, (TABLES + 0x1000) | 7);
+    w(TABLES + 0x1000, (TABLES + 0x2000) | 7);
+    w(TABLES + 0x2000, (TABLES + 0x3000) | 7);
+    for i in 0..512u64 {
+        let pte = match i << 12 {
+            0x31000 => 0,
+            0x32000 => (i << 12) | 5,
+            a => a | 7,
+        };
+        w(TABLES + 0x3000 + i * 8, pte);
+    }
+    mem
+}
+
+/// Everything an instruction may change.
+#[derive(Debug, PartialEq)]
+struct After {
+    fault: Option<Fault>,
+    regs: [u64; 16],
+    xmm: [u128; 16],
+    mxcsr: u32,
+    cr2: u64,
+    mem: Vec<u8>,
+}
+
+/// The random state a case starts from.
+struct Start {
+    regs: [u64; 16],
+    xmm: [u128; 16],
+    mxcsr: u32,
+    cr0: u64,
+    cr4: u64,
+    warm: bool,
+    mem: Vec<u8>,
+}
+
+fn float_lane(rng: &mut Rng, double: bool) -> u64 {
+    let v: [f64; 10] = [1.0, -2.5, 0.0, -0.0, f64::INFINITY, f64::NAN, 1e-310, 3.0e38, 1e-40, 7.25];
+    let x = v[rng.below(10) as usize];
+    if double {
+        x.to_bits()
+    } else {
+        (x as f32).to_bits() as u64
+    }
+}
+
+fn start(rng: &mut Rng) -> Start {
+    let xmm = std::array::from_fn(|_| match rng.below(3) {
+        0 => rng.next() as u128 | (rng.next() as u128) << 64,
+        1 => float_lane(rng, true) as u128 | (float_lane(rng, true) as u128) << 64,
+        _ => (0..4).fold(0u128, |a, i| a | (float_lane(rng, false) as u128) << (32 * i)),
+    });
+    let mut regs: [u64; 16] = std::array::from_fn(|_| rng.next());
+    regs[4] = 0x8000;
+    regs[3] = match rng.below(7) {
+        0 => 0x30000 + rng.below(0x100) * 16,
+        1 => 0x30000 + rng.below(0x1000),
+        2 => 0x30ff0 + rng.below(16),
+        3 => 0x2fff0 + rng.below(16),
+        4 => 0x32000 + rng.below(0x100) * 16,
+        5 => 0x31000 + rng.below(0x100) * 16,
+        _ => rng.next(),
+    };
+    let mxcsr = match rng.below(4) {
+        0 => rng.next() as u32 & 0xffff,
+        _ => 0x1f80,
+    };
+    let (mut cr0, mut cr4) = (cpu::CR0_PE | cpu::CR0_PG, cpu::CR4_PAE | cpu::CR4_OSFXSR | (1 << 10));
+    match rng.below(30) {
+        0 => cr0 |= cpu::CR0_TS,
+        1 => cr0 |= cpu::CR0_EM,
+        2 => cr4 &= !cpu::CR4_OSFXSR,
+        _ => {}
+    }
+    let mem = (0..DATA_END - DATA).map(|_| rng.next() as u8).collect();
+    Start { regs, xmm, mxcsr, cr0, cr4, warm: rng.below(4) != 0, mem }
+}
+
+/// Runs `code` from `s`: from the block cache (`block`) or by `Cpu::exec`.
+fn run(mem: &GuestMemory, code: &[u8], s: &Start, block: bool) -> After {
+    mem.write_slice(&s.mem, GuestAddress(DATA)).unwrap();
+    let mut full = code.to_vec();
+    full.push(0xf4);
+    mem.write_slice(&full, GuestAddress(CODE)).unwrap();
+    let mut v = InterpVcpu::new(mem, u64::MAX, 0, None);
+    let c: &mut Cpu = v.cpu();
+    c.segs[cpu::CS] = Segment::real(0, 0xa09b);
+    c.efer = cpu::EFER_LMA | cpu::EFER_LME;
+    c.cr3 = TABLES;
+    c.cr0 = s.cr0 & !(cpu::CR0_TS | cpu::CR0_EM);
+    c.cr4 = s.cr4 | cpu::CR4_OSFXSR;
+    c.bitness = 64;
+    c.cpl = 0;
+    c.flush_tlb(true);
+    if s.warm {
+        // Fill the TLB (fast writes too) for the pages that can be.
+        for p in [0x2f000u64, 0x30000, 0x32000] {
+            if let Ok(b) = c.lin_read(p, 1) {
+                let _ = c.lin_write(p, 1, b);
+            }
+        }
+        let _ = c.lin_read(0x31000, 1);
+    }
+    c.cr0 = s.cr0;
+    c.cr4 = s.cr4;
+    c.regs = s.regs;
+    c.fpu.xmm = s.xmm;
+    c.fpu.mxcsr = s.mxcsr;
+    c.rip = CODE;
+    let fault = if block {
+        let b = c.find_block().unwrap().unwrap();
+        c.run_blocks(b, 1, false).1.err()
+    } else {
+        let ins = Decoder::with_ip(64, code, CODE, DecoderOptions::NONE).decode();
+        c.cur_ip = CODE;
+        c.rip = ins.next_ip();
+        c.exec(&ins).err()
+    };
+    let mut m = vec![0u8; (DATA_END - DATA) as usize];
+    mem.read_slice(&mut m, GuestAddress(DATA)).unwrap();
+    After { fault, regs: c.regs, xmm: c.fpu.xmm, mxcsr: c.fpu.mxcsr, cr2: c.cr2, mem: m }
+}
+
+/// One family's opcodes: (mandatory prefix, opcode after 0F, REX.W, has imm8).
+type Forms<'a> = &'a [(Option<u8>, u8, bool, bool)];
+
+/// Every form of `forms`, register and memory, from `cases` random states: the block path
+/// agrees with `Cpu::exec`, and every form that decodes got a threaded handler.
+fn check(name: &str, forms: Forms, cases: usize) {
+    let mem = memory();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64);
+    let mut fast = 0;
+    for &(pre, opc, w, imm) in forms {
+        for memory_form in [false, true] {
+            for _ in 0..cases {
+                let (reg, rm) = (rng.below(16) as u8, rng.below(16) as u8);
+                let mut code: Vec<u8> = pre.into_iter().collect();
+                let rex = 0x40 | (w as u8) << 3 | (reg >> 3) << 2 | if memory_form { 0 } else { rm >> 3 };
+                code.push(rex);
+                code.extend_from_slice(&[0x0f, opc]);
+                if memory_form {
+                    // [rbx] or [rbx + disp8]
+                    match rng.below(2) {
+                        0 => code.push((reg & 7) << 3 | 3),
+                        _ => code.extend_from_slice(&[0x40 | (reg & 7) << 3 | 3, rng.below(64) as u8 * 4]),
+                    }
+                } else {
+                    code.push(0xc0 | (reg & 7) << 3 | (rm & 7));
+                }
+                if imm {
+                    code.push(rng.next() as u8);
+                }
+                let ins = Decoder::with_ip(64, &code, CODE, DecoderOptions::NONE).decode();
+                if ins.is_invalid() {
+                    continue;
+                }
+                let op = crate::compile::compile(&ins, 64, ins.next_ip());
+                if op.run as usize == crate::compile::generic as *const () as usize {
+                    panic!("{name}: {ins} got no threaded handler");
+                }
+                fast += 1;
+                let s = start(&mut rng);
+                let a = run(&mem, &code, &s, true);
+                let b = run(&mem, &code, &s, false);
+                assert_eq!(
+                    a, b,
+                    "{name}: {ins} ({code:02x?}) from rbx {:#x}, mxcsr {:#x}",
+                    s.regs[3], s.mxcsr
+                );
+            }
+        }
+    }
+    assert!(fast > forms.len() * cases, "{name}: {fast} cases ran");
+}
+
+#[test]
+fn moves_agree_with_the_exact_path() {
+    let (p66, f2, f3) = (Some(0x66), Some(0xf2), Some(0xf3));
+    check(
+        "moves",
+        &[
+            (p66, 0x6f, false, false),
+            (p66, 0x7f, false, false),
+            (f3, 0x6f, false, false),
+            (f3, 0x7f, false, false),
+            (None, 0x28, false, false),
+            (None, 0x29, false, false),
+            (None, 0x10, false, false),
+            (None, 0x11, false, false),
+            (p66, 0x28, false, false),
+            (p66, 0x29, false, false),
+            (p66, 0x10, false, false),
+            (p66, 0x11, false, false),
+            (p66, 0x6e, false, false),
+            (p66, 0x6e, true, false),
+            (p66, 0x7e, false, false),
+            (p66, 0x7e, true, false),
+            (f3, 0x7e, false, false),
+            (p66, 0xd6, false, false),
+            (f2, 0x10, false, false),
+            (f2, 0x11, false, false),
+            (f3, 0x10, false, false),
+            (f3, 0x11, false, false),
+            (p66, 0xd7, false, false),
+            (p66, 0xd7, true, false),
+        ],
+        60,
+    );
+}
+
+#[test]
+fn integer_lane_operations_agree_with_the_exact_path() {
+    let p = Some(0x66);
+    let ops = [
+        0xef, 0xeb, 0xdb, 0xdf, 0x74, 0x75, 0x76, 0x64, 0x65, 0x66, 0xda, 0xde, 0xea, 0xee, 0xfc, 0xfd, 0xfe,
+        0xd4, 0xf8, 0xf9, 0xfa, 0xfb, 0xd8, 0xdc, 0xf6, 0x60, 0x61, 0x62, 0x6c, 0x68, 0x69, 0x6a, 0x6d,
+    ];
+    let forms: Vec<_> = ops.iter().map(|&o| (p, o, false, false)).chain([(p, 0x70, false, true)]).collect();
+    check("integer", &forms, 25);
+    check(
+        "logic",
+        &[
+            (None, 0x57, false, false),
+            (None, 0x56, false, false),
+            (None, 0x54, false, false),
+            (None, 0x55, false, false),
+            (p, 0x57, false, false),
+            (p, 0x56, false, false),
+            (p, 0x54, false, false),
+            (p, 0x55, false, false),
+        ],
+        25,
+    );
+}
+
+#[test]
+fn float_arithmetic_agrees_with_the_exact_path() {
+    let mut forms = Vec::new();
+    for pre in [None, Some(0x66), Some(0xf2), Some(0xf3)] {
+        for o in [0x58, 0x5c, 0x59, 0x5e] {
+            forms.push((pre, o, false, false));
+        }
+    }
+    check("float", &forms, 80);
+}
