@@ -14,7 +14,7 @@ use crate::block::{next, step, step_mem, Handler, Op, Step, NO_REG};
 use crate::cpu::{load, store, ud, Cpu, CR0_EM, CR0_TS, CR4_OSFXSR};
 use crate::exec::Flow;
 use crate::operand::gpr;
-use crate::sse::{arith32, arith64, binary, movmskb, shuffle, FpOp};
+use crate::sse::{arith32, arith64, binary, movmskb, shift, shuffle, FpOp, F32, F64};
 use iced_x86::{EncodingKind, Instruction, Mnemonic as M, OpKind, Register};
 
 /// Source kinds: an XMM register (`Op::s`), or memory of 16 bytes aligned, 16 bytes, 8 or 4.
@@ -23,6 +23,8 @@ const M16A: u8 = 1;
 const M16: u8 = 2;
 const M8: u8 = 3;
 const M4: u8 = 4;
+/// No source (the operation takes the immediate): PSRLDQ and the other shifts by imm8.
+const NONE: u8 = 5;
 
 /// How a move writes its XMM destination: the whole register, the source zero-extended
 /// from 64 or 32 bits, or only the low 64 or 32 bits (the rest kept).
@@ -55,6 +57,9 @@ fn exact(c: &mut Cpu, op: &Op) -> Step {
 fn src<const S: u8>(c: &Cpu, op: &Op) -> Option<u128> {
     if S == REG {
         return Some(c.fpu.xmm[op.s as usize & 15]);
+    }
+    if S == NONE {
+        return Some(0);
     }
     let lin = c.op_lin(op);
     let n = match S {
@@ -217,6 +222,9 @@ fn operand(ins: &Instruction, i: u32, mem: &mut dyn FnMut() -> bool) -> O {
 /// Defines a `Lanes` type per mnemonic and the picker that maps the mnemonic to its handler.
 macro_rules! lane_ops {
     ($f:ident: $($m:ident => $e:expr),* $(,)?) => {
+        lane_ops!($f, |s| if s == REG { lanes::<T, REG> } else { lanes::<T, M16A> }; $($m => $e),*);
+    };
+    ($f:ident, |$s:ident| $h:expr; $($m:ident => $e:expr),* $(,)?) => {
         fn $f(m: M, s: u8) -> Option<Handler> {
             $(
                 if m == M::$m {
@@ -228,7 +236,8 @@ macro_rules! lane_ops {
                             f(a, b, imm)
                         }
                     }
-                    return Some(if s == REG { lanes::<T, REG> } else { lanes::<T, M16A> });
+                    let $s = s;
+                    return Some($h);
                 }
             )*
             None
@@ -282,6 +291,80 @@ lane_ops!(lane_op:
     Pshufd => |_, b, imm| shuffle(M::Pshufd, 0, b, imm, 16, 0),
 );
 
+// The shifts by an immediate (`Op::imm`), through the exact code's `shift`.
+lane_ops!(shift_op, |_s| lanes::<T, NONE>;
+    Psrldq => |a, _, imm| shift(M::Psrldq, a, imm as u64).unwrap_or(a),
+    Pslldq => |a, _, imm| shift(M::Pslldq, a, imm as u64).unwrap_or(a),
+    Psrlw => |a, _, imm| shift(M::Psrlw, a, imm as u64).unwrap_or(a),
+    Psrld => |a, _, imm| shift(M::Psrld, a, imm as u64).unwrap_or(a),
+    Psrlq => |a, _, imm| shift(M::Psrlq, a, imm as u64).unwrap_or(a),
+    Psllw => |a, _, imm| shift(M::Psllw, a, imm as u64).unwrap_or(a),
+    Pslld => |a, _, imm| shift(M::Pslld, a, imm as u64).unwrap_or(a),
+    Psllq => |a, _, imm| shift(M::Psllq, a, imm as u64).unwrap_or(a),
+    Psraw => |a, _, imm| shift(M::Psraw, a, imm as u64).unwrap_or(a),
+    Psrad => |a, _, imm| shift(M::Psrad, a, imm as u64).unwrap_or(a),
+);
+
+/// (U)COMISS/SD: double (`D`), signaling (`SIG`: COMIS*), from source `S`.
+pub(crate) fn comi<const D: bool, const SIG: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        if let Some(b) = src::<S>(c, op) {
+            return step(c, op, |c| {
+                let a = c.fpu.xmm[op.d as usize & 15];
+                c.comi(if D { F64 } else { F32 }, SIG, a, b)?;
+                Ok(Flow::Next)
+            });
+        }
+    }
+    exact(c, op)
+}
+
+/// CMPPS/PD/SS/SD with the predicate in `Op::imm`: double (`D`), packed (`P`).
+pub(crate) fn cmp<const D: bool, const P: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        if let Some(b) = src::<S>(c, op) {
+            return step(c, op, |c| {
+                let d = op.d as usize & 15;
+                let n = if !P {
+                    1
+                } else if D {
+                    2
+                } else {
+                    4
+                };
+                let r = c.cmp_lanes(if D { F64 } else { F32 }, n, op.imm as u8, c.fpu.xmm[d], b)?;
+                c.fpu.xmm[d] = r;
+                Ok(Flow::Next)
+            });
+        }
+    }
+    exact(c, op)
+}
+
+/// The compare handler for `m` (double, packed) from source kind `S`.
+fn cmp_handler<const S: u8>(m: M) -> Option<Handler> {
+    Some(match m {
+        M::Comisd => comi::<true, true, S>,
+        M::Ucomisd => comi::<true, false, S>,
+        M::Comiss => comi::<false, true, S>,
+        M::Ucomiss => comi::<false, false, S>,
+        M::Cmpsd => cmp::<true, false, S>,
+        M::Cmpss => cmp::<false, false, S>,
+        M::Cmppd => cmp::<true, true, S>,
+        M::Cmpps => cmp::<false, true, S>,
+        _ => return None,
+    })
+}
+
+/// The memory size of a compare's source.
+fn cmp_size(m: M) -> usize {
+    match m {
+        M::Comisd | M::Ucomisd | M::Cmpsd => 8,
+        M::Comiss | M::Ucomiss | M::Cmpss => 4,
+        _ => 16,
+    }
+}
+
 /// The float arithmetic: operation (0-3: ADD, SUB, MUL, DIV), double, packed.
 fn fp_kind(m: M) -> Option<(u8, bool, bool)> {
     Some(match m {
@@ -334,7 +417,8 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
     }
     let m = ins.mnemonic();
     let n = ins.op_count();
-    if !(n == 2 || (n == 3 && m == M::Pshufd)) {
+    let with_imm = matches!(m, M::Pshufd | M::Cmpsd | M::Cmpss | M::Cmppd | M::Cmpps);
+    if !(n == 2 || (n == 3 && with_imm)) {
         return None;
     }
     // Other instructions' ops are left as they are, for `compile::pick`.
@@ -353,7 +437,13 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
             | M::Movss
             | M::Pmovmskb
     );
-    if !moves && fp_kind(m).is_none() && lane_op(m, REG).is_none() {
+    let shift_imm = n == 2 && ins.op1_kind() == OpKind::Immediate8;
+    if !moves
+        && fp_kind(m).is_none()
+        && cmp_handler::<REG>(m).is_none()
+        && lane_op(m, REG).is_none()
+        && !shift_imm
+    {
         return None;
     }
     let (o0, o1) = {
@@ -365,6 +455,12 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
             return None;
         }
         op.imm = ins.immediate8() as u64;
+    }
+    if shift_imm {
+        let O::X(d) = o0 else { return None };
+        op.d = d;
+        op.imm = ins.immediate8() as u64;
+        return shift_op(m, REG);
     }
     let reg = |o: O| match o {
         O::X(r) | O::G(r, _) => r,
@@ -414,7 +510,17 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
             _ => return None,
         },
         _ => {
-            if let Some((k, dbl, packed)) = fp_kind(m) {
+            if cmp_handler::<REG>(m).is_some() {
+                match (o0, o1) {
+                    (O::X(_), O::X(_)) => cmp_handler::<REG>(m)?,
+                    (O::X(_), O::Mem(sz)) if sz == cmp_size(m) => match sz {
+                        16 => cmp_handler::<M16A>(m)?,
+                        8 => cmp_handler::<M8>(m)?,
+                        _ => cmp_handler::<M4>(m)?,
+                    },
+                    _ => return None,
+                }
+            } else if let Some((k, dbl, packed)) = fp_kind(m) {
                 let size = if packed {
                     16
                 } else if dbl {

@@ -2,7 +2,7 @@
 //! COMISS/UCOMISS/COMISD/UCOMISD into ZF/PF/CF.
 
 use super::lanes::{lane, with_lane};
-use super::softfloat::{self as sf, Cmp, F32, F64};
+use super::softfloat::{self as sf, Cmp, Fmt, F32, F64};
 use crate::cpu::*;
 use crate::flags::{CF, PF, STATUS, ZF};
 use iced_x86::{Instruction, Mnemonic as M};
@@ -34,23 +34,39 @@ impl Cpu {
         let d = self.vop(ins, 0);
         let a = self.vget(d);
         let b = self.vread(ins, 1)?;
-        let mut env = self.fp_env();
-        let bits = f.bits();
         if matches!(m, M::Comiss | M::Ucomiss | M::Comisd | M::Ucomisd) {
-            let signaling = matches!(m, M::Comiss | M::Comisd);
-            let c = sf::compare(f, &mut env, lane(a, bits, 0), lane(b, bits, 0), signaling);
-            self.fp_commit(&env)?;
-            let fl = match c {
-                Cmp::Un => ZF | PF | CF,
-                Cmp::Lt => CF,
-                Cmp::Eq => ZF,
-                Cmp::Gt => 0,
-            };
-            // OF, SF and AF are cleared.
-            self.set_status(STATUS, fl);
+            self.comi(f, matches!(m, M::Comiss | M::Comisd), a, b)?;
             return Ok(true);
         }
-        let p = ins.immediate8() & 7;
+        let r = self.cmp_lanes(f, n, ins.immediate8(), a, b)?;
+        self.vset(d, r);
+        Ok(true)
+    }
+
+    /// (U)COMISS/SD of the low lanes of `a` and `b` (`signaling`: COMIS*) into ZF, PF and CF.
+    #[inline]
+    pub(crate) fn comi(&mut self, f: Fmt, signaling: bool, a: u128, b: u128) -> R<()> {
+        let mut env = self.fp_env();
+        let bits = f.bits();
+        let c = sf::compare(f, &mut env, lane(a, bits, 0), lane(b, bits, 0), signaling);
+        self.fp_commit(&env)?;
+        let fl = match c {
+            Cmp::Un => ZF | PF | CF,
+            Cmp::Lt => CF,
+            Cmp::Eq => ZF,
+            Cmp::Gt => 0,
+        };
+        // OF, SF and AF are cleared.
+        self.set_status(STATUS, fl);
+        Ok(())
+    }
+
+    /// CMPPS/PD/SS/SD: the low `n` lanes of `a` compared with `b` by predicate `imm` & 7.
+    #[inline]
+    pub(crate) fn cmp_lanes(&mut self, f: Fmt, n: usize, imm: u8, a: u128, b: u128) -> R<u128> {
+        let mut env = self.fp_env();
+        let bits = f.bits();
+        let p = imm & 7;
         // LT, LE, NLT and NLE signal on QNaN too.
         let signaling = matches!(p, 1 | 2 | 5 | 6);
         let mut r = a;
@@ -59,7 +75,6 @@ impl Cpu {
             r = with_lane(r, bits, i, if holds(p, c) { u64::MAX } else { 0 });
         }
         self.fp_commit(&env)?;
-        self.vset(d, r);
-        Ok(true)
+        Ok(r)
     }
 }

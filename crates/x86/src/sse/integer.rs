@@ -221,8 +221,10 @@ pub(crate) fn binary(m: M, a: u128, b: u128, w: usize) -> Option<u128> {
     })
 }
 
-/// Shifts each `bits`-bit lane by `c` (logical left/right, or arithmetic right).
-fn shift(m: M, a: u128, c: u64) -> Option<u128> {
+/// Shifts each `bits`-bit lane by `c` (logical left/right, or arithmetic right). Inlined
+/// for the threaded handlers' constant mnemonics.
+#[inline(always)]
+pub(crate) fn shift(m: M, a: u128, c: u64) -> Option<u128> {
     Some(match m {
         M::Psllw => map16(a, 0, |x, _| if c > 15 { 0 } else { x << c }),
         M::Psrlw => map16(a, 0, |x, _| if c > 15 { 0 } else { x >> c }),

@@ -24,9 +24,10 @@ use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
 // The exact code's operations, for the threaded handlers of the hot forms (`fast_sse`).
 pub(crate) use float::{arith32, arith64};
 pub(crate) use integer::binary;
+pub(crate) use integer::shift;
 pub(crate) use moves::movmskb;
 pub(crate) use shuffle::shuffle;
-pub(crate) use softfloat::Op as FpOp;
+pub(crate) use softfloat::{Op as FpOp, F32, F64};
 
 /// A vector register: XMM n or MMX n (the low 64 bits of x87 physical register n).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
