@@ -10,7 +10,7 @@
 
 static void pld(const char *k, long double v) { out(k, "%La %.20Lg", v, v); }
 /* transcendental instructions: real CPUs and emulators may differ in the last bits */
-static void pldt(const char *k, long double v) { out(k, "%.15Lg", v); }
+static void pldt(const char *k, long double v) { out(k, "%.12Lg", v); }
 
 static unsigned short fstsw(void) { unsigned short sw; __asm__ volatile("fnstsw %0" : "=am"(sw)); return sw; }
 static void fclex(void) { __asm__ volatile("fnclex"); }
@@ -47,8 +47,11 @@ void t_x87(void) {
 
   /* the instructions one at a time, each with the status word it leaves (exception flags and
    * condition codes; C1 is the rounding direction) */
-#define SHOW(k, expr) do { fclex(); long double v_ = (expr); unsigned short w_ = fstsw(); \
-    out(k, "%La sw=%04x", v_, w_ & 0x473f); } while (0)
+/* (C1, the rounding direction, is not shown: QEMU 7.2 TCG does not set it as CPUs do; see
+ * x87.c1.hostref; the other condition codes only where the instruction defines them) */
+#define SHOWM(k, expr, cc) do { fclex(); long double v_ = (expr); unsigned short w_ = fstsw(); \
+    out(k, "%La sw=%04x", v_, w_ & (0x3f | (cc))); } while (0)
+#define SHOW(k, expr) SHOWM(k, expr, 0)
   SHOW("x87.fsqrt2", UN("fsqrt", 2.0L));
   SHOW("x87.fsqrtneg", UN("fsqrt", -2.0L));
   SHOW("x87.fabs", UN("fabs", -3.5L));
@@ -57,15 +60,24 @@ void t_x87(void) {
   SHOW("x87.frndint2", UN("frndint", -7.5000001L));
   SHOW("x87.fscale", BIN("fscale", 1.5L, 10.7L));
   SHOW("x87.fscaleneg", BIN("fscale", 1.5L, -16400.0L));
-  SHOW("x87.fprem", BIN("fprem", 1000.5L, 3.1L));
-  SHOW("x87.fprem1", BIN("fprem1", 1000.5L, 3.1L));
-  SHOW("x87.fprembig", BIN("fprem", 1e300L, 7.0L));
+  SHOWM("x87.fprem", BIN("fprem", 1000.5L, 3.1L), 0x4700);
+  SHOWM("x87.fprem1", BIN("fprem1", 1000.5L, 3.1L), 0x0400);
+  SHOWM("x87.fprembig", BIN("fprem", 1e300L, 7.0L), 0x0400);
   SHOW("x87.fdivzero", BIN("fdiv %%st(1), %%st", 1.0L, 0.0L));
   SHOW("x87.fadd", BIN("fadd %%st(1), %%st", 1.0L, 0x1p-64L));
   SHOW("x87.fsub", BIN("fsub %%st(1), %%st", 1.0L, 0x1p-66L));
   SHOW("x87.fsubr", BIN("fsubr %%st(1), %%st", 1.0L, 0x1p-66L));
   SHOW("x87.fdivr", BIN("fdivr %%st(1), %%st", 3.0L, 1.0L));
   SHOW("x87.fmul", BIN("fmul %%st(1), %%st", 1.0L + 0x1p-63L, 1.0L + 0x1p-63L));
+  {
+    unsigned short c1[4];
+    volatile long double r_[4];
+    fclex(); r_[0] = UN("fsqrt", 2.0L); c1[0] = fstsw();
+    fclex(); r_[1] = UN("frndint", 2.5L); c1[1] = fstsw();
+    fclex(); r_[2] = BIN("fdivr %%st(1), %%st", 3.0L, 1.0L); c1[2] = fstsw();
+    fclex(); r_[3] = BIN("fadd %%st(1), %%st", 1.0L, 0x1p-64L); c1[3] = fstsw();
+    out("x87.c1.hostref", "%d%d%d%d", c1[0] >> 9 & 1, c1[1] >> 9 & 1, c1[2] >> 9 & 1, c1[3] >> 9 & 1);
+  }
   long double c[7];
   __asm__ volatile("fldpi; fstpt %0; fldl2e; fstpt %1; fldl2t; fstpt %2; fldlg2; fstpt %3; fldln2; fstpt %4;"
                    "fld1; fstpt %5; fldz; fstpt %6"
@@ -89,7 +101,7 @@ void t_x87(void) {
   pldt("x87.fptan", t1);
   t1 = 2.0L;
   __asm__ volatile("fsincos" : "+t"(t1), "=u"(t2));
-  out("x87.fsincos", "%.15Lg %.15Lg", t1, t2);
+  out("x87.fsincos", "%.12Lg %.12Lg", t1, t2);
   pldt("x87.fpatan", POP2("fpatan", 2.0L, 1.0L));
   pldt("x87.fyl2x", POP2("fyl2x", 3.0L, 10.0L));
   pldt("x87.fyl2xp1", POP2("fyl2xp1", 3.0L, 0.125L));
@@ -184,7 +196,7 @@ void t_fenv(void) {
   fegetenv(&e);
   unsigned short *w = (unsigned short *)&e;
 #ifdef __x86_64__
-  out("fenv.env", "cw=%04x sw=%04x mxcsr=%08x", w[0], w[2] & 0x383f, e.__mxcsr);
+  out("fenv.env", "cw=%04x sw=%04x mxcsr=%08x", w[0], w[2] & 0x383f, e.__mxcsr & ~2u);
 #else
   out("fenv.env", "cw=%04x sw=%04x", w[0], w[2] & 0x383f);
 #endif
