@@ -70,13 +70,12 @@ void t_x87(void) {
   SHOW("x87.fdivr", BIN("fdivr %%st(1), %%st", 3.0L, 1.0L));
   SHOW("x87.fmul", BIN("fmul %%st(1), %%st", 1.0L + 0x1p-63L, 1.0L + 0x1p-63L));
   {
-    unsigned short c1[4];
-    volatile long double r_[4];
-    fclex(); r_[0] = UN("fsqrt", 2.0L); c1[0] = fstsw();
-    fclex(); r_[1] = UN("frndint", 2.5L); c1[1] = fstsw();
-    fclex(); r_[2] = BIN("fdivr %%st(1), %%st", 3.0L, 1.0L); c1[2] = fstsw();
-    fclex(); r_[3] = BIN("fadd %%st(1), %%st", 1.0L, 0x1p-64L); c1[3] = fstsw();
-    out("x87.c1.hostref", "%d%d%d%d", c1[0] >> 9 & 1, c1[1] >> 9 & 1, c1[2] >> 9 & 1, c1[3] >> 9 & 1);
+    /* the status word right after the instruction (a store would set C1 again) */
+#define C1(insn, y, x) ({ unsigned short w_; long double y_ = (y), x_ = (x); __asm__ volatile( \
+    "fnclex; fldt %1; fldt %2; " insn "; fnstsw %0; fstp %%st(0); fstp %%st(0)" : "=m"(w_) : "m"(y_), "m"(x_)); \
+    w_ >> 9 & 1; })
+    out("x87.c1.hostref", "%d%d%d%d%d", C1("fsqrt", 0.0L, 2.0L), C1("frndint", 0.0L, 2.5L),
+        C1("fdivr %%st(1), %%st", 1.0L, 3.0L), C1("fadd %%st(1), %%st", 0x1p-64L, 1.0L), C1("fsqrt", 0.0L, 3.0L));
   }
   long double c[7];
   __asm__ volatile("fldpi; fstpt %0; fldl2e; fstpt %1; fldl2t; fstpt %2; fldlg2; fstpt %3; fldln2; fstpt %4;"
