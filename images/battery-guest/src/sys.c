@@ -122,6 +122,9 @@ void t_signals(void) {
   fault("signals.noncanonical", f_noncanon, NULL, NULL);
   if (F.cx16) fault("signals.cx16misaligned", f_cx16, p, NULL);
 #endif
+  /* from here on a fault ends the section (the jump buffer belongs to a frame that returned) */
+  signal(SIGSEGV, SIG_DFL); signal(SIGBUS, SIG_DFL); signal(SIGILL, SIG_DFL); signal(SIGFPE, SIG_DFL);
+  signal(SIGTRAP, SIG_DFL);
   /* a handler that changes the FP environment leaves the interrupted code's untouched */
   fesetround(FE_UPWARD);
   signal(SIGUSR1, on_usr1);
