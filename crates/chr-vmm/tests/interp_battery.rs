@@ -196,7 +196,11 @@ fn differences(flavour: &str, interp: &Run, tcg: &Run, host: Option<&Run>) -> Ve
         diffs.push(format!("[{flavour}] {key}: interp {} | TCG {} | {verdict}", short(i), short(t)));
     }
     for (section, n) in lost {
-        let end = interp.get(&format!("{section}.end")).or(interp.get(&section)).unwrap_or("no such section");
+        let end = interp
+            .get(&section)
+            .or(interp.get(&format!("{section}.end")))
+            .or(interp.get(&format!("{}.status", section.split('.').next().unwrap_or(""))))
+            .unwrap_or("no such section");
         diffs.push(format!("[{flavour}] {section}.*: {n} lines missing on the interpreter (section: {end})"));
     }
     diffs

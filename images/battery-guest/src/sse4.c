@@ -79,26 +79,26 @@ void t_ssse3(void) {
 
 void t_sse41(void) {
   if (!F.sse41) { out("sse41", "not present"); return; }
-  RUN(T, roundpd0, DOUBLES); RUN(T, roundpd1, DOUBLES); RUN(T, roundpd2, DOUBLES); RUN(T, roundpd3, DOUBLES);
-  RUN(T, roundpd4, DOUBLES); RUN(T, roundpd8, DOUBLES); RUN(T, roundps0, FLOATS); RUN(T, roundps3, FLOATS);
-  RUN(T, roundps9, FLOATS); RUN(T, roundsd1, DOUBLES); RUN(T, roundss2, FLOATS); RUN(T, blendpd, DOUBLES);
-  RUN(T, blendps, FLOATS); RUN(T, blendvpd, DOUBLES); RUN(T, blendvps, FLOATS); RUN(T, pblendvb, BYTES);
-  RUN(T, pblendw, BYTES); RUN(T, dppd, DOUBLES); RUN(T, dpps, FLOATS); RUN(T, dpps2, FLOATS); RUN(T, insertps, FLOATS);
-  RUN(T, ptest, BYTES); RUN(T, pmulld, INTS); RUN(T, pmuldq, INTS); RUN(T, pminsb, BYTES); RUN(T, pminsd, INTS);
-  RUN(T, pminuw, BYTES); RUN(T, pminud, INTS); RUN(T, pmaxsb, BYTES); RUN(T, pmaxud, INTS); RUN(T, pmovzxbw, BYTES);
-  RUN(T, pmovsxbd, BYTES); RUN(T, pmovsxwq, BYTES); RUN(T, pmovzxdq, BYTES); RUN(T, mpsadbw, BYTES);
-  RUN(T, phminposuw, BYTES); RUN(T, packusdw, INTS); RUN(T, pcmpeqq, INTS); RUN(T, pextr, BYTES); RUN(T, pinsr, BYTES);
-  RUN(T, movntdqa, BYTES);
+  RUN("sse41", roundpd0, DOUBLES); RUN("sse41", roundpd1, DOUBLES); RUN("sse41", roundpd2, DOUBLES); RUN("sse41", roundpd3, DOUBLES);
+  RUN("sse41", roundpd4, DOUBLES); RUN("sse41", roundpd8, DOUBLES); RUN("sse41", roundps0, FLOATS); RUN("sse41", roundps3, FLOATS);
+  RUN("sse41", roundps9, FLOATS); RUN("sse41", roundsd1, DOUBLES); RUN("sse41", roundss2, FLOATS); RUN("sse41", blendpd, DOUBLES);
+  RUN("sse41", blendps, FLOATS); RUN("sse41", blendvpd, DOUBLES); RUN("sse41", blendvps, FLOATS); RUN("sse41", pblendvb, BYTES);
+  RUN("sse41", pblendw, BYTES); RUN("sse41", dppd, DOUBLES); RUN("sse41", dpps, FLOATS); RUN("sse41", dpps2, FLOATS); RUN("sse41", insertps, FLOATS);
+  RUN("sse41", ptest, BYTES); RUN("sse41", pmulld, INTS); RUN("sse41", pmuldq, INTS); RUN("sse41", pminsb, BYTES); RUN("sse41", pminsd, INTS);
+  RUN("sse41", pminuw, BYTES); RUN("sse41", pminud, INTS); RUN("sse41", pmaxsb, BYTES); RUN("sse41", pmaxud, INTS); RUN("sse41", pmovzxbw, BYTES);
+  RUN("sse41", pmovsxbd, BYTES); RUN("sse41", pmovsxwq, BYTES); RUN("sse41", pmovzxdq, BYTES); RUN("sse41", mpsadbw, BYTES);
+  RUN("sse41", phminposuw, BYTES); RUN("sse41", packusdw, INTS); RUN("sse41", pcmpeqq, INTS); RUN("sse41", pextr, BYTES); RUN("sse41", pinsr, BYTES);
+  RUN("sse41", movntdqa, BYTES);
 }
 
 void t_sse42(void) {
   if (F.popcnt) RUN("popcnt", popcnt, BYTES);
   else out("popcnt", "not present");
   if (!F.sse42) { out("sse42", "not present"); return; }
-  RUN(U, pcmpgtq, INTS); RUN(U, crc32, BYTES);
-  RUN(U, pcmpistr0x00, TEXT); RUN(U, pcmpistr0x04, TEXT); RUN(U, pcmpistr0x08, TEXT); RUN(U, pcmpistr0x0c, TEXT);
-  RUN(U, pcmpistr0x18, TEXT); RUN(U, pcmpistr0x3a, TEXT); RUN(U, pcmpistr0x44, TEXT); RUN(U, pcmpistr0x01, TEXT);
-  RUN(U, pcmpistr0x0d, TEXT); RUN(U, pcmpistr0x34, TEXT);
-  RUN(U, pcmpestr0x00, TEXT); RUN(U, pcmpestr0x04, TEXT); RUN(U, pcmpestr0x0c, TEXT); RUN(U, pcmpestr0x18, TEXT);
-  RUN(U, pcmpestr0x3a, TEXT); RUN(U, pcmpestr0x01, TEXT);
+  RUN("sse42", pcmpgtq, INTS); RUN("sse42", crc32, BYTES);
+  RUN("sse42", pcmpistr0x00, TEXT); RUN("sse42", pcmpistr0x04, TEXT); RUN("sse42", pcmpistr0x08, TEXT); RUN("sse42", pcmpistr0x0c, TEXT);
+  RUN("sse42", pcmpistr0x18, TEXT); RUN("sse42", pcmpistr0x3a, TEXT); RUN("sse42", pcmpistr0x44, TEXT); RUN("sse42", pcmpistr0x01, TEXT);
+  RUN("sse42", pcmpistr0x0d, TEXT); RUN("sse42", pcmpistr0x34, TEXT);
+  RUN("sse42", pcmpestr0x00, TEXT); RUN("sse42", pcmpestr0x04, TEXT); RUN("sse42", pcmpestr0x0c, TEXT); RUN("sse42", pcmpestr0x18, TEXT);
+  RUN("sse42", pcmpestr0x3a, TEXT); RUN("sse42", pcmpestr0x01, TEXT);
 }
