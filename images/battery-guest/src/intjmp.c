@@ -68,16 +68,6 @@ void t_int(void) {
   __asm__("lock cmpxchgl %2, %1" : "+a"(rax1), "+m"(mem) : "r"(9u) : "cc");
   __asm__("lock cmpxchgl %2, %1" : "+a"(rax2), "+m"(mem) : "r"(9u) : "cc");
   out("int.cmpxchg32", "%lx %lx mem=%u", rax1, rax2, mem);
-  /* enter with a nesting level copies frame pointers; with a 64-bit operand it pushes 8 bytes */
-  unsigned long before, after, frame[5];
-  __asm__ volatile("sub $128, %%rsp\n\tmov %%rsp, %0\n\tpush %%rbp\n\tmov %%rsp, %%rbp\n\tpushq $0x1111\n\t"
-                   "pushq $0x2222\n\tsub $48, %%rsp\n\tenter $32, $3\n\tmov %%rsp, %1\n\t"
-                   "mov 0(%%rbp), %%rax\n\tmov %%rax, 0(%2)\n\tmov -8(%%rbp), %%rax\n\tmov %%rax, 8(%2)\n\t"
-                   "mov -16(%%rbp), %%rax\n\tmov %%rax, 16(%2)\n\tmov -24(%%rbp), %%rax\n\tmov %%rax, 24(%2)\n\t"
-                   "mov %%rbp, 32(%2)\n\tleave\n\tmov %%rbp, %%rsp\n\tpop %%rbp\n\tadd $128, %%rsp"
-                   : "=&r"(before), "=&r"(after) : "r"(frame) : "rax", "memory");
-  out("int.enter", "depth=%ld oldrbp=%ld copies=%lx,%lx self=%ld rbp=%ld", (long)(before - after),
-      (long)(frame[0] - before), frame[1], frame[2], (long)(frame[3] - frame[4]), (long)(frame[4] - before));
 #endif
   if (F.cx16 || F.cx8) {
     _Alignas(16) unsigned long long m[2] = {1, 2};
@@ -95,6 +85,19 @@ void t_int(void) {
 #endif
     out("int.cmpxchg16b", "%d %d %llu %llu", ok, ok2, m[0], m[1]);
   }
+#ifdef __x86_64__
+  /* last: a wrong ENTER leaves RSP wrong and ends the section */
+  /* enter with a nesting level copies frame pointers; with a 64-bit operand it pushes 8 bytes */
+  unsigned long before, after, frame[5];
+  __asm__ volatile("sub $128, %%rsp\n\tmov %%rsp, %0\n\tpush %%rbp\n\tmov %%rsp, %%rbp\n\tpushq $0x1111\n\t"
+                   "pushq $0x2222\n\tsub $48, %%rsp\n\tenter $32, $3\n\tmov %%rsp, %1\n\t"
+                   "mov 0(%%rbp), %%rax\n\tmov %%rax, 0(%2)\n\tmov -8(%%rbp), %%rax\n\tmov %%rax, 8(%2)\n\t"
+                   "mov -16(%%rbp), %%rax\n\tmov %%rax, 16(%2)\n\tmov -24(%%rbp), %%rax\n\tmov %%rax, 24(%2)\n\t"
+                   "mov %%rbp, 32(%2)\n\tleave\n\tmov %%rbp, %%rsp\n\tpop %%rbp\n\tadd $128, %%rsp"
+                   : "=&r"(before), "=&r"(after) : "r"(frame) : "rax", "memory");
+  out("int.enter", "depth=%ld oldrbp=%ld copies=%lx,%lx self=%ld rbp=%ld", (long)(before - after),
+      (long)(frame[0] - before), frame[1], frame[2], (long)(frame[3] - frame[4]), (long)(frame[4] - before));
+#endif
 }
 
 static jmp_buf jb;
