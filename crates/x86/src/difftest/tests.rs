@@ -158,7 +158,7 @@ fn x87_instructions_match_the_host_cpu() {
         test_support::skip("x87_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=x87 to run it");
         return;
     }
-    check("x87_instructions_match_the_host_cpu", Group::X87, 24, 0x8765_4321_0fed_cba9);
+    check("x87_instructions_match_the_host_cpu", Group::X87, 100, 0x8765_4321_0fed_cba9);
 }
 
 /// Gated until the SSE/MMX rewrite lands: `CHR_VMM_DIFF_GROUPS=mmx`.
@@ -168,7 +168,7 @@ fn mmx_instructions_match_the_host_cpu() {
         test_support::skip("mmx_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=sse to run it");
         return;
     }
-    check("mmx_instructions_match_the_host_cpu", Group::Mmx, 24, 0x0bad_cafe_dead_beef);
+    check("mmx_instructions_match_the_host_cpu", Group::Mmx, 100, 0x0bad_cafe_dead_beef);
 }
 
 /// Gated until the SSE/MMX rewrite lands: `CHR_VMM_DIFF_GROUPS=sse`.
@@ -178,5 +178,5 @@ fn sse_instructions_match_the_host_cpu() {
         test_support::skip("sse_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=sse to run it");
         return;
     }
-    check("sse_instructions_match_the_host_cpu", Group::Sse, 24, 0x5eed_5eed_1234_4321);
+    check("sse_instructions_match_the_host_cpu", Group::Sse, 100, 0x5eed_5eed_1234_4321);
 }
