@@ -257,7 +257,13 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
     }
     gpr[4] = target(rng, 8);
     if ins.has_rep_prefix() || ins.has_repne_prefix() {
-        gpr[1] = if rng.chance(10) { 0 } else { rng.below(12) };
+        // A few elements, none, or up to three pages' worth (the page-at-a-time paths).
+        let size = ins.memory_size().size().max(1) as u64;
+        gpr[1] = match rng.below(10) {
+            0 => 0,
+            1 | 2 => rng.below(3 * 4096 / size),
+            _ => rng.below(12),
+        };
     }
     let m = ins.mnemonic();
     if matches!(m, M::Div | M::Idiv) && rng.chance(70) {
@@ -378,7 +384,7 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
             return None;
         }
     }
-    let flags = (rng.next() & 0x8d5) | 0x202;
+    let flags = (rng.next() & 0xcd5) | 0x202;
     Some((bytes, ins, State { gpr, rip: INSN, rflags: flags, fx, data }))
 }
 
