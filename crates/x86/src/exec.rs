@@ -856,6 +856,7 @@ impl Cpu {
             | M::Wait => {
                 if m == M::Wait {
                     self.fpu_check()?;
+                    self.x87_pending()?;
                 }
             }
             M::Reservednop => {}

@@ -311,7 +311,7 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
                 match (offs.displacement_size(), ins.is_ip_rel_memory_operand()) {
                     (4, true) => {
                         let mut next = INSN + bytes.len() as u64;
-                        if base == Register::EIP {
+                        if ins.memory_base() == Register::EIP {
                             next &= 0xffff_ffff;
                         }
                         let d = t.wrapping_sub(next) as i64;

@@ -36,8 +36,9 @@ const RECOVER: u64 = CODE + 0x400;
 
 /// The window, mapped once per process: Err says why it could not be.
 static MAPPED: OnceLock<Result<(), String>> = OnceLock::new();
-/// One native run at a time in the whole process (the window and the handlers are shared).
-static LOCK: Mutex<()> = Mutex::new(());
+/// One native run at a time in the whole process (the window and the handlers are shared);
+/// other tests that install signal handlers take it too.
+pub(crate) static LOCK: Mutex<()> = Mutex::new(());
 
 const SIGNALS: [libc::c_int; 5] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP];
 
