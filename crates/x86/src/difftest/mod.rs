@@ -7,7 +7,7 @@
 //! instruction starts from lazily computed flags.
 //!
 //! Running: `cargo test -p x86 --lib difftest -- --nocapture` prints a summary per mnemonic;
-//! `CHR_VMM_DIFF_CASES=N` sets the cases per instruction form (100 by default),
+//! `CHR_VMM_DIFF_CASES=N` sets the cases per instruction form (100 by default, 24 for x87),
 //! `CHR_VMM_DIFF_GROUPS=x87,mmx,sse` (or `all`) runs the groups
 //! whose interpreter code is still being rewritten, `CHR_VMM_DIFF_REPORT=dir` writes each
 //! group's summary and every difference found (two examples per form) to `dir/<group>.txt`.
