@@ -288,7 +288,29 @@ lane_ops!(lane_op:
     Punpckhwd => |a, b, _| binary(M::Punpckhwd, a, b, 16).unwrap_or(a),
     Punpckhdq => |a, b, _| binary(M::Punpckhdq, a, b, 16).unwrap_or(a),
     Punpckhqdq => |a, b, _| binary(M::Punpckhqdq, a, b, 16).unwrap_or(a),
-    Pshufd => |_, b, imm| shuffle(M::Pshufd, 0, b, imm, 16, 0),
+    Unpcklps => |a, b, _| binary(M::Unpcklps, a, b, 16).unwrap_or(a),
+    Unpckhps => |a, b, _| binary(M::Unpckhps, a, b, 16).unwrap_or(a),
+    Unpcklpd => |a, b, _| binary(M::Unpcklpd, a, b, 16).unwrap_or(a),
+    Unpckhpd => |a, b, _| binary(M::Unpckhpd, a, b, 16).unwrap_or(a),
+    Pmullw => |a, b, _| binary(M::Pmullw, a, b, 16).unwrap_or(a),
+    Pmuludq => |a, b, _| binary(M::Pmuludq, a, b, 16).unwrap_or(a),
+    Pmaddwd => |a, b, _| binary(M::Pmaddwd, a, b, 16).unwrap_or(a),
+    Pavgb => |a, b, _| binary(M::Pavgb, a, b, 16).unwrap_or(a),
+    Pavgw => |a, b, _| binary(M::Pavgw, a, b, 16).unwrap_or(a),
+    Packuswb => |a, b, _| binary(M::Packuswb, a, b, 16).unwrap_or(a),
+    Packsswb => |a, b, _| binary(M::Packsswb, a, b, 16).unwrap_or(a),
+    Packssdw => |a, b, _| binary(M::Packssdw, a, b, 16).unwrap_or(a),
+    Pminud => |a, b, _| binary(M::Pminud, a, b, 16).unwrap_or(a),
+    Pmaxud => |a, b, _| binary(M::Pmaxud, a, b, 16).unwrap_or(a),
+    Pcmpeqq => |a, b, _| binary(M::Pcmpeqq, a, b, 16).unwrap_or(a),
+    Pmulld => |a, b, _| binary(M::Pmulld, a, b, 16).unwrap_or(a),
+    Pshufd => |a, b, imm| shuffle(M::Pshufd, a, b, imm, 16, 0),
+    Pshuflw => |a, b, imm| shuffle(M::Pshuflw, a, b, imm, 16, 0),
+    Pshufhw => |a, b, imm| shuffle(M::Pshufhw, a, b, imm, 16, 0),
+    Shufps => |a, b, imm| shuffle(M::Shufps, a, b, imm, 16, 0),
+    Shufpd => |a, b, imm| shuffle(M::Shufpd, a, b, imm, 16, 0),
+    Pshufb => |a, b, imm| shuffle(M::Pshufb, a, b, imm, 16, 0),
+    Palignr => |a, b, imm| shuffle(M::Palignr, a, b, imm, 16, 0),
 );
 
 // The shifts by an immediate (`Op::imm`), through the exact code's `shift`.
@@ -417,7 +439,19 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
     }
     let m = ins.mnemonic();
     let n = ins.op_count();
-    let with_imm = matches!(m, M::Pshufd | M::Cmpsd | M::Cmpss | M::Cmppd | M::Cmpps);
+    let with_imm = matches!(
+        m,
+        M::Pshufd
+            | M::Pshuflw
+            | M::Pshufhw
+            | M::Shufps
+            | M::Shufpd
+            | M::Palignr
+            | M::Cmpsd
+            | M::Cmpss
+            | M::Cmppd
+            | M::Cmpps
+    );
     if !(n == 2 || (n == 3 && with_imm)) {
         return None;
     }

@@ -162,7 +162,8 @@ fn run(mem: &GuestMemory, code: &[u8], s: &Start, block: bool) -> After {
 }
 
 /// One family's opcodes: (mandatory prefix, opcode after 0F, REX.W, has imm8).
-type Forms<'a> = &'a [(Option<u8>, u8, bool, bool)];
+/// An opcode above 0xff is a three-byte one (0F 38 xx, 0F 3A xx).
+type Forms<'a> = &'a [(Option<u8>, u16, bool, bool)];
 
 /// Every form of `forms`, register and memory, from `cases` random states: the block path
 /// agrees with `Cpu::exec`, and every form that decodes got a threaded handler.
@@ -177,7 +178,11 @@ fn check(name: &str, forms: Forms, cases: usize) {
                 let mut code: Vec<u8> = pre.into_iter().collect();
                 let rex = 0x40 | (w as u8) << 3 | (reg >> 3) << 2 | if memory_form { 0 } else { rm >> 3 };
                 code.push(rex);
-                code.extend_from_slice(&[0x0f, opc]);
+                code.push(0x0f);
+                if opc > 0xff {
+                    code.push((opc >> 8) as u8);
+                }
+                code.push(opc as u8);
                 if memory_form {
                     // [rbx] or [rbx + disp8]
                     match rng.below(2) {
@@ -254,9 +259,20 @@ fn integer_lane_operations_agree_with_the_exact_path() {
     let p = Some(0x66);
     let ops = [
         0xef, 0xeb, 0xdb, 0xdf, 0x74, 0x75, 0x76, 0x64, 0x65, 0x66, 0xda, 0xde, 0xea, 0xee, 0xfc, 0xfd, 0xfe,
-        0xd4, 0xf8, 0xf9, 0xfa, 0xfb, 0xd8, 0xdc, 0xf6, 0x60, 0x61, 0x62, 0x6c, 0x68, 0x69, 0x6a, 0x6d,
+        0xd4, 0xf8, 0xf9, 0xfa, 0xfb, 0xd8, 0xdc, 0xf6, 0x60, 0x61, 0x62, 0x6c, 0x68, 0x69, 0x6a, 0x6d, 0x14,
+        0x15, 0xd5, 0xf4, 0xf5, 0xe0, 0xe3, 0x67, 0x63, 0x6b, 0x383b, 0x383f, 0x3829, 0x3840, 0x3800,
     ];
-    let forms: Vec<_> = ops.iter().map(|&o| (p, o, false, false)).chain([(p, 0x70, false, true)]).collect();
+    let shuffles = [
+        (p, 0x70, false, true),
+        (Some(0xf2), 0x70, false, true),
+        (Some(0xf3), 0x70, false, true),
+        (None, 0xc6, false, true),
+        (p, 0xc6, false, true),
+        (None, 0x14, false, false),
+        (None, 0x15, false, false),
+        (p, 0x3a0f, false, true),
+    ];
+    let forms: Vec<_> = ops.iter().map(|&o| (p, o, false, false)).chain(shuffles).collect();
     check("integer", &forms, 25);
     check(
         "logic",
