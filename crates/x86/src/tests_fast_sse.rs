@@ -69,6 +69,8 @@ struct Start {
     cr0: u64,
     cr4: u64,
     warm: bool,
+    /// The FS base, for operands with an FS override.
+    fs: u64,
     status: u64,
     mem: Vec<u8>,
 }
@@ -112,7 +114,17 @@ fn start(rng: &mut Rng) -> Start {
         _ => {}
     }
     let mem = (0..DATA_END - DATA).map(|_| rng.next() as u8).collect();
-    Start { regs, xmm, mxcsr, cr0, cr4, warm: rng.below(4) != 0, status: rng.next(), mem }
+    Start {
+        regs,
+        xmm,
+        mxcsr,
+        cr0,
+        cr4,
+        warm: rng.below(4) != 0,
+        fs: [0, 0x10, 0x1000][rng.below(3) as usize],
+        status: rng.next(),
+        mem,
+    }
 }
 
 /// Runs `code` from `s`: from the block cache (`block`) or by `Cpu::exec`.
@@ -146,6 +158,7 @@ fn run(mem: &GuestMemory, code: &[u8], s: &Start, block: bool) -> After {
     c.fpu.xmm = s.xmm;
     c.fpu.mxcsr = s.mxcsr;
     c.set_status(crate::flags::STATUS, s.status);
+    c.segs[cpu::FS].base = s.fs;
     c.rip = CODE;
     let fault = if block {
         let b = c.find_block().unwrap().unwrap();
@@ -175,7 +188,9 @@ fn check(name: &str, forms: Forms, cases: usize) {
         for memory_form in [false, true] {
             for _ in 0..cases {
                 let (reg, rm) = (rng.below(16) as u8, rng.below(16) as u8);
-                let mut code: Vec<u8> = pre.into_iter().collect();
+                // Sometimes an FS override: the segment base is added.
+                let fs = (memory_form && rng.below(4) == 0).then_some(0x64u8);
+                let mut code: Vec<u8> = fs.into_iter().chain(pre).collect();
                 let rex = 0x40 | (w as u8) << 3 | (reg >> 3) << 2 | if memory_form { 0 } else { rm >> 3 };
                 code.push(rex);
                 code.push(0x0f);
@@ -320,4 +335,35 @@ fn float_arithmetic_agrees_with_the_exact_path() {
 fn shifts_by_an_immediate_agree_with_the_exact_path() {
     let p = Some(0x66);
     check("shift", &[(p, 0x71, false, true), (p, 0x72, false, true), (p, 0x73, false, true)], 150);
+}
+
+/// A threaded store into the block's own code (MOVDQU [rip], xmm0 over the next
+/// instruction) goes through the exact path, which drops the block: the new code runs.
+#[test]
+fn a_store_over_the_next_instruction_runs_the_new_code() {
+    let mem = memory();
+    let mut code = vec![0xf3, 0x0f, 0x7f, 0x05, 0, 0, 0, 0]; // movdqu [rip], xmm0
+    code.extend_from_slice(&[0xb8, 1, 0, 0, 0, 0xf4]); // mov eax, 1; hlt
+    code.extend_from_slice(&[0x90; 10]);
+    mem.write_slice(&code, GuestAddress(CODE)).unwrap();
+    // mov eax, 42; hlt; nops
+    let new = u128::from_le_bytes([
+        0xb8, 42, 0, 0, 0, 0xf4, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90,
+    ]);
+    let mut v = InterpVcpu::new(&mem, u64::MAX, 0, None);
+    let c = v.cpu();
+    c.segs[cpu::CS] = Segment::real(0, 0xa09b);
+    c.efer = cpu::EFER_LMA | cpu::EFER_LME;
+    c.cr3 = TABLES;
+    c.cr0 = cpu::CR0_PE | cpu::CR0_PG;
+    c.cr4 = cpu::CR4_PAE | cpu::CR4_OSFXSR;
+    c.fpu.xmm[0] = new;
+    c.rip = CODE;
+    c.flush_tlb(true);
+    v.run_for(&crate::tests::Recorder::default(), 100).unwrap();
+    assert!(v.cpu().halted);
+    assert_eq!(v.cpu().regs[0], 42, "the stored code ran, not the decoded mov eax, 1");
+    let mut b = [0u8; 16];
+    mem.read_slice(&mut b, GuestAddress(CODE + 8)).unwrap();
+    assert_eq!(u128::from_le_bytes(b), new);
 }
