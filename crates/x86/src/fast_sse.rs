@@ -25,6 +25,8 @@ const M8: u8 = 3;
 const M4: u8 = 4;
 /// No source (the operation takes the immediate): PSRLDQ and the other shifts by imm8.
 const NONE: u8 = 5;
+/// A general register (`Op::s`).
+const GPR: u8 = 6;
 
 /// How a move writes its XMM destination: the whole register, the source zero-extended
 /// from 64 or 32 bits, or only the low 64 or 32 bits (the rest kept).
@@ -60,6 +62,9 @@ fn src<const S: u8>(c: &Cpu, op: &Op) -> Option<u128> {
     }
     if S == NONE {
         return Some(0);
+    }
+    if S == GPR {
+        return Some(c.regs[op.s as usize & 15] as u128);
     }
     let lin = c.op_lin(op);
     let n = match S {
@@ -378,6 +383,95 @@ fn cmp_handler<const S: u8>(m: M) -> Option<Handler> {
     })
 }
 
+/// CVT(T)SS2SI/SD2SI (`K`: 0-3 in that order: SS2SI, TSS2SI, SD2SI, TSD2SI) into a general
+/// register of `N` bytes, from source `S`.
+pub(crate) fn cvt_si<const K: u8, const N: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        if let Some(b) = src::<S>(c, op) {
+            return step(c, op, |c| {
+                let m = match K {
+                    0 => M::Cvtss2si,
+                    1 => M::Cvttss2si,
+                    2 => M::Cvtsd2si,
+                    _ => M::Cvttsd2si,
+                };
+                let v = c.cvt_to_int(m, b, N as u32 * 8)?;
+                c.set_reg(op.d as usize & 15, N, v);
+                Ok(Flow::Next)
+            });
+        }
+    }
+    exact(c, op)
+}
+
+/// CVTSI2SD (`D`) or CVTSI2SS from an integer of `N` bytes in source `S` (GPR, M4, M8).
+pub(crate) fn cvt_from_si<const D: bool, const N: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        if let Some(b) = src::<S>(c, op) {
+            return step(c, op, |c| {
+                let v = if N == 8 { b as u64 as i64 } else { b as u32 as i32 as i64 };
+                let d = op.d as usize & 15;
+                let r = c.cvt_from_int(D, c.fpu.xmm[d], v)?;
+                c.fpu.xmm[d] = r;
+                Ok(Flow::Next)
+            });
+        }
+    }
+    exact(c, op)
+}
+
+/// CVTSS2SD (`TO_D`) or CVTSD2SS from source `S`.
+pub(crate) fn cvt_fp<const TO_D: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        if let Some(b) = src::<S>(c, op) {
+            return step(c, op, |c| {
+                let d = op.d as usize & 15;
+                let m = if TO_D { M::Cvtss2sd } else { M::Cvtsd2ss };
+                let r = c.cvt_lanes(m, c.fpu.xmm[d], b)?;
+                c.fpu.xmm[d] = r;
+                Ok(Flow::Next)
+            });
+        }
+    }
+    exact(c, op)
+}
+
+/// The handler of a scalar conversion, if `m` is one and its operands are of a handled form.
+fn cvt_handler(m: M, o0: O, o1: O) -> Option<Handler> {
+    macro_rules! si {
+        ($K:literal, $n:expr, $S:ident) => {
+            if $n == 4 {
+                cvt_si::<$K, 4, $S>
+            } else {
+                cvt_si::<$K, 8, $S>
+            }
+        };
+    }
+    Some(match (m, o0, o1) {
+        (M::Cvtss2si, O::G(_, n), O::X(_)) => si!(0, n, REG),
+        (M::Cvtss2si, O::G(_, n), O::Mem(4)) => si!(0, n, M4),
+        (M::Cvttss2si, O::G(_, n), O::X(_)) => si!(1, n, REG),
+        (M::Cvttss2si, O::G(_, n), O::Mem(4)) => si!(1, n, M4),
+        (M::Cvtsd2si, O::G(_, n), O::X(_)) => si!(2, n, REG),
+        (M::Cvtsd2si, O::G(_, n), O::Mem(8)) => si!(2, n, M8),
+        (M::Cvttsd2si, O::G(_, n), O::X(_)) => si!(3, n, REG),
+        (M::Cvttsd2si, O::G(_, n), O::Mem(8)) => si!(3, n, M8),
+        (M::Cvtsi2sd, O::X(_), O::G(_, 4)) => cvt_from_si::<true, 4, GPR>,
+        (M::Cvtsi2sd, O::X(_), O::G(_, 8)) => cvt_from_si::<true, 8, GPR>,
+        (M::Cvtsi2sd, O::X(_), O::Mem(4)) => cvt_from_si::<true, 4, M4>,
+        (M::Cvtsi2sd, O::X(_), O::Mem(8)) => cvt_from_si::<true, 8, M8>,
+        (M::Cvtsi2ss, O::X(_), O::G(_, 4)) => cvt_from_si::<false, 4, GPR>,
+        (M::Cvtsi2ss, O::X(_), O::G(_, 8)) => cvt_from_si::<false, 8, GPR>,
+        (M::Cvtsi2ss, O::X(_), O::Mem(4)) => cvt_from_si::<false, 4, M4>,
+        (M::Cvtsi2ss, O::X(_), O::Mem(8)) => cvt_from_si::<false, 8, M8>,
+        (M::Cvtss2sd, O::X(_), O::X(_)) => cvt_fp::<true, REG>,
+        (M::Cvtss2sd, O::X(_), O::Mem(4)) => cvt_fp::<true, M4>,
+        (M::Cvtsd2ss, O::X(_), O::X(_)) => cvt_fp::<false, REG>,
+        (M::Cvtsd2ss, O::X(_), O::Mem(8)) => cvt_fp::<false, M8>,
+        _ => return None,
+    })
+}
+
 /// The memory size of a compare's source.
 fn cmp_size(m: M) -> usize {
     match m {
@@ -472,7 +566,19 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
             | M::Pmovmskb
     );
     let shift_imm = n == 2 && ins.op1_kind() == OpKind::Immediate8;
+    let cvt = matches!(
+        m,
+        M::Cvtss2si
+            | M::Cvttss2si
+            | M::Cvtsd2si
+            | M::Cvttsd2si
+            | M::Cvtsi2sd
+            | M::Cvtsi2ss
+            | M::Cvtss2sd
+            | M::Cvtsd2ss
+    );
     if !moves
+        && !cvt
         && fp_kind(m).is_none()
         && cmp_handler::<REG>(m).is_none()
         && lane_op(m, REG).is_none()
@@ -544,7 +650,9 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
             _ => return None,
         },
         _ => {
-            if cmp_handler::<REG>(m).is_some() {
+            if cvt {
+                cvt_handler(m, o0, o1)?
+            } else if cmp_handler::<REG>(m).is_some() {
                 match (o0, o1) {
                     (O::X(_), O::X(_)) => cmp_handler::<REG>(m)?,
                     (O::X(_), O::Mem(sz)) if sz == cmp_size(m) => match sz {

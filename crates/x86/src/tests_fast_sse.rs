@@ -332,6 +332,21 @@ fn float_arithmetic_agrees_with_the_exact_path() {
 }
 
 #[test]
+fn scalar_conversions_agree_with_the_exact_path() {
+    let (f2, f3) = (Some(0xf2), Some(0xf3));
+    let mut forms = Vec::new();
+    for pre in [f2, f3] {
+        for w in [false, true] {
+            // cvtsi2s*, cvtts*2si, cvts*2si
+            forms.extend([(pre, 0x2a, w, false), (pre, 0x2c, w, false), (pre, 0x2d, w, false)]);
+        }
+        // cvtss2sd / cvtsd2ss
+        forms.push((pre, 0x5a, false, false));
+    }
+    check("convert", &forms, 80);
+}
+
+#[test]
 fn shifts_by_an_immediate_agree_with_the_exact_path() {
     let p = Some(0x66);
     check("shift", &[(p, 0x71, false, true), (p, 0x72, false, true), (p, 0x73, false, true)], 150);

@@ -37,14 +37,8 @@ impl Cpu {
             return Ok(false);
         }
         let b = self.vread(ins, 1)?;
-        let mut env = self.fp_env();
-        let rc = env.rc;
         if matches!(m, M::Cvtss2si | M::Cvttss2si | M::Cvtsd2si | M::Cvttsd2si) {
-            let bits = self.op_size(ins, 0) as u32 * 8;
-            let f = if matches!(m, M::Cvtss2si | M::Cvttss2si) { F32 } else { F64 };
-            let rc = if matches!(m, M::Cvttss2si | M::Cvttsd2si) { 3 } else { rc };
-            let v = sf::to_int(f, &mut env, b as u64 & mask(f.bits()), bits, rc);
-            self.fp_commit(&env)?;
+            let v = self.cvt_to_int(m, b, self.op_size(ins, 0) as u32 * 8)?;
             self.wr(ins, 0, v)?;
             return Ok(true);
         }
@@ -53,14 +47,42 @@ impl Cpu {
         let r = match m {
             M::Cvtsi2ss | M::Cvtsi2sd => {
                 let v = if self.op_size(ins, 1) == 8 { b as u64 as i64 } else { b as u32 as i32 as i64 };
-                let (f, bits) = if m == M::Cvtsi2ss { (F32, 32) } else { (F64, 64) };
-                with_lane(a, bits, 0, sf::from_int(f, &mut env, v))
+                self.cvt_from_int(m == M::Cvtsi2sd, a, v)?
             }
-            _ => packed(m, &mut env, a, b),
+            _ => self.cvt_lanes(m, a, b)?,
         };
-        self.fp_commit(&env)?;
         self.vset(d, r);
         Ok(true)
+    }
+
+    /// CVT(T)SS2SI/SD2SI (`m`): the low lane of `b` as an integer of `bits` bits.
+    #[inline]
+    pub(crate) fn cvt_to_int(&mut self, m: M, b: u128, bits: u32) -> R<u64> {
+        let mut env = self.fp_env();
+        let f = if matches!(m, M::Cvtss2si | M::Cvttss2si) { F32 } else { F64 };
+        let rc = if matches!(m, M::Cvttss2si | M::Cvttsd2si) { 3 } else { env.rc };
+        let v = sf::to_int(f, &mut env, b as u64 & mask(f.bits()), bits, rc);
+        self.fp_commit(&env)?;
+        Ok(v)
+    }
+
+    /// CVTSI2SD (`double`) or CVTSI2SS: `a` with its low lane replaced by `v` converted.
+    #[inline]
+    pub(crate) fn cvt_from_int(&mut self, double: bool, a: u128, v: i64) -> R<u128> {
+        let mut env = self.fp_env();
+        let (f, bits) = if double { (F64, 64) } else { (F32, 32) };
+        let r = with_lane(a, bits, 0, sf::from_int(f, &mut env, v));
+        self.fp_commit(&env)?;
+        Ok(r)
+    }
+
+    /// The float-to-float and packed conversions (`m`) of `b` into destination `a`.
+    #[inline]
+    pub(crate) fn cvt_lanes(&mut self, m: M, a: u128, b: u128) -> R<u128> {
+        let mut env = self.fp_env();
+        let r = packed(m, &mut env, a, b);
+        self.fp_commit(&env)?;
+        Ok(r)
     }
 }
 
