@@ -35,6 +35,10 @@ const ZX64: u8 = 1;
 const ZX32: u8 = 2;
 const LO64: u8 = 3;
 const LO32: u8 = 4;
+/// The low 64 bits of the source into the high half (MOVHPS load, MOVLHPS).
+const HI64: u8 = 5;
+/// The high half of the source into the low half (MOVHLPS).
+const HL: u8 = 6;
 
 /// Whether SSE instructions run now: no CR0.EM, CR0.TS and CR4.OSFXSR set.
 #[inline(always)]
@@ -97,7 +101,9 @@ pub(crate) fn mov_x<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
                 ZX64 => v & lo64,
                 ZX32 => v & lo32,
                 LO64 => (old & !lo64) | (v & lo64),
-                _ => (old & !lo32) | (v & lo32),
+                LO32 => (old & !lo32) | (v & lo32),
+                HI64 => (old & lo64) | (v << 64),
+                _ => (old & !lo64) | (v >> 64),
             };
             return next(c, op);
         }
@@ -107,11 +113,23 @@ pub(crate) fn mov_x<const K: u8, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 
 /// A store of the low `N` bytes of XMM `s`; `A`: the address must be 16-byte aligned.
 pub(crate) fn store_x<const N: usize, const A: bool>(c: &mut Cpu, op: &Op) -> Step {
+    store_part::<N, A, false>(c, op)
+}
+
+/// MOVHPS/MOVHPD m64, xmm: a store of the high half of XMM `s`.
+pub(crate) fn store_hi(c: &mut Cpu, op: &Op) -> Step {
+    store_part::<8, false, true>(c, op)
+}
+
+/// A store of `N` bytes of XMM `s` (from its high half: `HI`); `A`: aligned.
+#[inline(always)]
+fn store_part<const N: usize, const A: bool, const HI: bool>(c: &mut Cpu, op: &Op) -> Step {
     if sse_on(c) {
         let lin = c.op_lin(op);
         if !(A && lin & 15 != 0) {
             if let Some(p) = c.write_ptr(lin, N) {
-                let v = c.fpu.xmm[op.s as usize & 15];
+                let x = c.fpu.xmm[op.s as usize & 15];
+                let v = if HI { x >> 64 } else { x };
                 // SAFETY: `write_ptr` gives N writable bytes of a page without decoded code.
                 unsafe {
                     if N == 16 {
@@ -564,6 +582,12 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
             | M::Movsd
             | M::Movss
             | M::Pmovmskb
+            | M::Movlps
+            | M::Movlpd
+            | M::Movhps
+            | M::Movhpd
+            | M::Movhlps
+            | M::Movlhps
     );
     let shift_imm = n == 2 && ins.op1_kind() == OpKind::Immediate8;
     let cvt = matches!(
@@ -641,6 +665,18 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
                 (O::X(_), O::Mem(4)) if !dbl => mov_x::<ZX32, M4>,
                 (O::Mem(8), O::X(_)) if dbl => store_x::<8, false>,
                 (O::Mem(4), O::X(_)) if !dbl => store_x::<4, false>,
+                _ => return None,
+            }
+        }
+        M::Movlps | M::Movlpd | M::Movhps | M::Movhpd | M::Movhlps | M::Movlhps => {
+            let high = matches!(m, M::Movhps | M::Movhpd | M::Movlhps);
+            match (o0, o1, high) {
+                (O::X(_), O::X(_), false) => mov_x::<HL, REG>,
+                (O::X(_), O::X(_), true) => mov_x::<HI64, REG>,
+                (O::X(_), O::Mem(8), false) => mov_x::<LO64, M8>,
+                (O::X(_), O::Mem(8), true) => mov_x::<HI64, M8>,
+                (O::Mem(8), O::X(_), false) => store_x::<8, false>,
+                (O::Mem(8), O::X(_), true) => store_hi,
                 _ => return None,
             }
         }
