@@ -290,7 +290,7 @@ pub(crate) fn compile(ins: &Instruction, bitness: u32, next: u64) -> Op {
         ins: None,
     };
     // The hot SSE forms keep the instruction: their handlers fall back to the exact path.
-    if let Some(h) = crate::fast_sse::pick(ins, |o| mem(ins, bitness, o), &mut op) {
+    if let Some(h) = crate::fast_sse_pick::pick(ins, |o| mem(ins, bitness, o), &mut op) {
         op.run = h;
         op.ins = Some(Box::new(*ins));
         return op;

@@ -33,6 +33,7 @@ mod exec_lock;
 mod fast_alu;
 mod fast_flow;
 mod fast_sse;
+mod fast_sse_pick;
 mod fast_syscall;
 mod flags;
 mod msr;
