@@ -212,6 +212,26 @@ pub(crate) fn fp<const K: u8, const D: bool, const P: bool, const S: u8>(c: &mut
     exact(c, op)
 }
 
+/// A float operation of the exact code with its mnemonic fixed.
+pub(crate) trait FloatOp {
+    const M: M;
+}
+
+/// XMM `d` = float operation `F` of `d` and source `S` (SQRT, MIN, MAX...).
+pub(crate) fn float<F: FloatOp, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        if let Some(b) = src::<S>(c, op) {
+            return step(c, op, |c| {
+                let d = op.d as usize & 15;
+                let r = c.float_op(F::M, c.fpu.xmm[d], b, op.imm as u8)?;
+                c.fpu.xmm[d] = r;
+                Ok(Flow::Next)
+            });
+        }
+    }
+    exact(c, op)
+}
+
 /// (U)COMISS/SD: double (`D`), signaling (`SIG`: COMIS*), from source `S`.
 pub(crate) fn comi<const D: bool, const SIG: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     if sse_on(c) {

@@ -197,6 +197,36 @@ fn cvt_handler(m: M, o0: O, o1: O) -> Option<Handler> {
     })
 }
 
+/// The handler of the other float operations (`fp` takes ADD/SUB/MUL/DIV): source kind by
+/// the operand's size (16: aligned).
+fn float_handler(m: M, size: usize, reg: bool) -> Option<Handler> {
+    macro_rules! ops {
+        ($($m:ident: $n:literal),* $(,)?) => {{
+            $(
+                if m == M::$m {
+                    struct T;
+                    impl FloatOp for T {
+                        const M: M = M::$m;
+                    }
+                    return match (reg, size) {
+                        (true, _) => Some(float::<T, REG>),
+                        (false, 16) if $n == 16 => Some(float::<T, M16A>),
+                        (false, 8) if $n == 8 => Some(float::<T, M8>),
+                        (false, 4) if $n == 4 => Some(float::<T, M4>),
+                        _ => None,
+                    };
+                }
+            )*
+            None
+        }};
+    }
+    ops!(
+        Sqrtsd: 8, Sqrtss: 4, Sqrtpd: 16, Sqrtps: 16,
+        Minsd: 8, Minss: 4, Minpd: 16, Minps: 16,
+        Maxsd: 8, Maxss: 4, Maxpd: 16, Maxps: 16,
+    )
+}
+
 /// The memory size of a compare's source.
 fn cmp_size(m: M) -> usize {
     match m {
@@ -308,8 +338,10 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
             | M::Cvtss2sd
             | M::Cvtsd2ss
     );
+    let other_float = float_handler(m, 0, true).is_some();
     if !moves
         && !cvt
+        && !other_float
         && fp_kind(m).is_none()
         && cmp_handler::<REG>(m).is_none()
         && lane_op(m, REG).is_none()
@@ -395,6 +427,12 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
         _ => {
             if cvt {
                 cvt_handler(m, o0, o1)?
+            } else if other_float {
+                match (o0, o1) {
+                    (O::X(_), O::X(_)) => float_handler(m, 16, true)?,
+                    (O::X(_), O::Mem(sz)) => float_handler(m, sz, false)?,
+                    _ => return None,
+                }
             } else if cmp_handler::<REG>(m).is_some() {
                 match (o0, o1) {
                     (O::X(_), O::X(_)) => cmp_handler::<REG>(m)?,

@@ -323,7 +323,7 @@ fn integer_lane_operations_agree_with_the_exact_path() {
 fn float_arithmetic_agrees_with_the_exact_path() {
     let mut forms = Vec::new();
     for pre in [None, Some(0x66), Some(0xf2), Some(0xf3)] {
-        for o in [0x58, 0x5c, 0x59, 0x5e] {
+        for o in [0x58, 0x5c, 0x59, 0x5e, 0x51, 0x5d, 0x5f] {
             forms.push((pre, o, false, false));
         }
     }

@@ -104,11 +104,23 @@ fn approx(x: u32, rsqrt: bool) -> u32 {
 
 impl Cpu {
     pub(super) fn simd_float(&mut self, ins: &Instruction) -> R<bool> {
-        let Some((k, f, packed)) = kind(ins.mnemonic()) else { return Ok(false) };
+        if kind(ins.mnemonic()).is_none() {
+            return Ok(false);
+        }
         let d = self.vop(ins, 0);
         let a = self.vget(d);
         let b = self.vread(ins, 1)?;
-        let imm = ins.immediate8();
+        let r = self.float_op(ins.mnemonic(), a, b, ins.immediate8())?;
+        self.vset(d, r);
+        Ok(true)
+    }
+
+    /// Float operation `m` on destination `a` and source `b`: the result, with MXCSR's flags
+    /// updated, or the SIMD exception (nothing else changed). Inlined for the threaded
+    /// handlers' constant mnemonics.
+    #[inline(always)]
+    pub(crate) fn float_op(&mut self, m: M, a: u128, b: u128, imm: u8) -> R<u128> {
+        let Some((k, f, packed)) = kind(m) else { return Ok(a) };
         let mut env = self.fp_env();
         let r = match k {
             // The common case, with the format a constant: a tight loop over the lanes.
@@ -117,8 +129,7 @@ impl Cpu {
             _ => compute(&mut env, k, f, packed, a, b, imm),
         };
         self.fp_commit(&env)?;
-        self.vset(d, r);
-        Ok(true)
+        Ok(r)
     }
 }
 
