@@ -9,7 +9,6 @@ PKGS=(
   syslinux syslinux-common mtools fdisk dosfstools busybox-static cpio  # the test guest
   nasm                    # the MBR test program
   acpica-tools            # iasl: checks our DSDT
-  bc                      # the nested-KVM harness
   pkg-config libslirp-dev libglib2.0-dev  # user-mode networking
   vncsnapshot             # the VNC tests' screenshot client
   tesseract-ocr tesseract-ocr-eng  # reads the guest's screen back as text
