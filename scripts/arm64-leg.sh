@@ -28,7 +28,7 @@ leg_skip() {
 setup_err=$(mktemp); trap 'rm -f "$setup_err" "${skips:-}"' EXIT
 if ! env_lines=$(scripts/aarch64-cross.sh 2>"$setup_err"); then
   cat "$setup_err" >&2
-  leg_skip "the aarch64 cross toolchain could not be installed: $(tail -1 "$setup_err")"
+  leg_skip "the aarch64 cross toolchain could not be installed: $(tail -1 "$setup_err" | sed "s/^\[aarch64-cross\] //")"
 fi
 cat "$setup_err" >&2
 eval "$env_lines"

@@ -34,8 +34,8 @@ legs_skipped=${TMPDIR:-/tmp}/chr-vmm-legs-skipped.$$
 : > "$legs_skipped"
 CHR_VMM_LEG_SKIP=$legs_skipped scripts/arm64-leg.sh /tmp/chr-vmm-test-aarch64.log || status=1
 count() { # count FIELD: the sum of that field of every "test result:" line of both legs
-  cat /tmp/chr-vmm-test.log /tmp/chr-vmm-test-aarch64.log 2>/dev/null \
-    | grep -Eo '^test result: .*' | awk -v f="$1" '{n+=$f} END {print n+0}'
+  { grep -shEo '^test result: .*' /tmp/chr-vmm-test.log /tmp/chr-vmm-test-aarch64.log || true; } \
+    | awk -v f="$1" '{n+=$f} END {print n+0}'
 }
 passed=$(count 4)
 failed=$(count 6)
