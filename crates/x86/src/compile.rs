@@ -8,7 +8,7 @@ use crate::cpu::{Cpu, DS, FS};
 use crate::exec::Flow;
 use crate::fast_alu::*;
 use crate::fast_flow::*;
-use crate::operand::{gpr, seg_index};
+use crate::operand::{gpr, mem_segment};
 use iced_x86::{ConditionCode, Instruction, MemorySize, Mnemonic as M, OpKind, Register};
 
 /// Picks the monomorphised handler for a size in bytes (1, 2, 4, else 8).
@@ -205,7 +205,7 @@ fn mem(ins: &Instruction, bitness: u32, op: &mut Op) -> bool {
         4 => 0xffff_ffff,
         _ => u64::MAX,
     };
-    let seg = seg_index(ins.memory_segment());
+    let seg = mem_segment(ins, bitness);
     if seg > 5 {
         return false;
     }

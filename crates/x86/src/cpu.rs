@@ -34,6 +34,22 @@ pub fn ud() -> Fault {
     Fault::Exc(UD, None)
 }
 
+/// The fault of an access through SS: a non-canonical address raises #SS(0) there, where
+/// any other segment raises #GP(0) (the only #GP(0) a linear access raises).
+#[inline]
+pub fn on_stack(f: Fault) -> Fault {
+    match f {
+        Fault::Exc(GP, Some(0)) => Fault::Exc(SS_V, Some(0)),
+        f => f,
+    }
+}
+
+/// Whether `lin` is canonical with 48-bit linear addresses.
+#[inline]
+pub fn canonical(lin: u64) -> bool {
+    ((lin as i64) << 16 >> 16) as u64 == lin
+}
+
 pub const CR0_PE: u64 = 1;
 pub const CR0_MP: u64 = 2;
 pub const CR0_EM: u64 = 4;
@@ -141,14 +157,33 @@ pub struct FpuState {
     pub fcw: u16,
     pub fsw: u16,
     pub ftw: u8,
-    /// The x87 registers as raw 80-bit values (kept for FXSAVE/FXRSTOR).
+    /// The x87 registers as raw 80-bit values, by physical register number.
     pub st: [u128; 8],
     pub top: u8,
+    /// The last non-control x87 instruction: opcode (11 bits), address and data pointer.
+    pub fop: u16,
+    pub fip: u64,
+    pub fcs: u16,
+    pub fdp: u64,
+    pub fds: u16,
 }
 
 impl Default for FpuState {
     fn default() -> Self {
-        Self { xmm: [0; 16], mxcsr: 0x1f80, fcw: 0x37f, fsw: 0, ftw: 0, st: [0; 8], top: 0 }
+        Self {
+            xmm: [0; 16],
+            mxcsr: 0x1f80,
+            fcw: 0x37f,
+            fsw: 0,
+            ftw: 0,
+            st: [0; 8],
+            top: 0,
+            fop: 0,
+            fip: 0,
+            fcs: 0,
+            fdp: 0,
+            fds: 0,
+        }
     }
 }
 
@@ -182,11 +217,15 @@ pub struct Cpu {
     pub sysenter_esp: u64,
     pub sysenter_eip: u64,
     pub pat: u64,
+    /// IA32_SPEC_CTRL, kept for reads back (nothing speculates here).
+    pub spec_ctrl: u64,
     pub apic_base: u64,
     pub tsc_aux: u64,
     pub misc_enable: u64,
     pub mtrr: std::collections::HashMap<u32, u64>,
     pub tsc_offset: i64,
+    /// IA32_TSC_ADJUST.
+    pub tsc_adjust: u64,
     pub halted: bool,
     /// A PAUSE ran (a spin-wait): vCPUs that take turns hand the turn on.
     pub paused: bool,
@@ -246,11 +285,13 @@ impl Cpu {
             sysenter_esp: 0,
             sysenter_eip: 0,
             pat: 0x0007_0406_0007_0406,
+            spec_ctrl: 0,
             apic_base: 0,
             tsc_aux: 0,
             misc_enable: 1,
             mtrr: Default::default(),
             tsc_offset: 0,
+            tsc_adjust: 0,
             halted: false,
             paused: false,
             inhibit_irq: false,
@@ -453,6 +494,10 @@ impl Cpu {
 
     #[cold]
     fn tlb_fill(&mut self, lin: u64, acc: Access) -> R<TlbEntry> {
+        // A non-canonical address never reaches the TLB: its tag matches no entry's.
+        if self.long_mode() && !canonical(lin) {
+            return Err(gp(0));
+        }
         let user = self.user_access();
         let (phys, writable, user_ok, global, nx) = if self.cr0 & CR0_PG == 0 {
             (lin & 0xffff_f000, true, true, false, false)
@@ -740,6 +785,7 @@ impl Cpu {
             }
             return Ok(self.phys_read(e.phys | off as u64, size));
         }
+        self.check_span(lin, size)?;
         let mut v = 0;
         for i in 0..size {
             v |= self.lin_read(lin.wrapping_add(i as u64), 1)? << (8 * i);
@@ -782,20 +828,68 @@ impl Cpu {
             return Ok(());
         }
         // Check both pages before writing anything.
+        self.check_span(lin, size)?;
         self.tlb_lookup(lin, Access::Write)?;
-        self.tlb_lookup(lin.wrapping_add(size as u64 - 1), Access::Write)?;
+        self.probe_second_page(lin, size)?;
         for i in 0..size {
             self.lin_write(lin.wrapping_add(i as u64), 1, v >> (8 * i))?;
         }
         Ok(())
     }
 
+    /// Checks that a read of the byte at `lin` would succeed (without reading: MMIO has
+    /// side effects).
+    pub fn probe_read(&mut self, lin: u64) -> R<()> {
+        self.tlb_lookup(lin, Access::Read).map(|_| ())
+    }
+
     /// Checks that a write to `lin` would succeed (for instructions that must not fault
     /// half-way).
     pub fn probe_write(&mut self, lin: u64, size: usize) -> R<()> {
+        self.check_span(lin, size)?;
         self.tlb_lookup(lin, Access::Write)?;
-        self.tlb_lookup(lin.wrapping_add(size as u64 - 1), Access::Write)?;
+        self.probe_second_page(lin, size)?;
         Ok(())
+    }
+
+    /// Translates the second page of an access that crosses into it for writing (the fault
+    /// names its first byte, as CR2 on a real CPU does).
+    #[inline]
+    fn probe_second_page(&mut self, lin: u64, size: usize) -> R<()> {
+        let last = lin.wrapping_add(size as u64 - 1);
+        if (last ^ lin) >> 12 != 0 {
+            self.tlb_lookup(last & !0xfff, Access::Write)?;
+        }
+        Ok(())
+    }
+
+    /// A page-crossing access whose last byte is non-canonical raises #GP before either
+    /// page is translated.
+    #[inline]
+    fn check_span(&self, lin: u64, size: usize) -> R<()> {
+        if self.long_mode() && !(canonical(lin) && canonical(lin.wrapping_add(size as u64 - 1))) {
+            return Err(gp(0));
+        }
+        Ok(())
+    }
+
+    /// Reads the destination of a read-modify-write instruction: translated for writing, so
+    /// that a fault reports a write and nothing is read from a page that cannot be written.
+    #[inline]
+    pub fn read_rmw(&mut self, seg: usize, off: u64, size: usize) -> R<u64> {
+        let l = self.lin(seg, off);
+        if let Some(p) = self.write_ptr(l, size) {
+            // SAFETY: `write_ptr` gives `size` writable (so readable) bytes.
+            return Ok(unsafe { load(p, size) });
+        }
+        self.lin_read_rmw(l, size).map_err(|f| if seg == SS { on_stack(f) } else { f })
+    }
+
+    /// `read_rmw` on a linear address.
+    #[inline(never)]
+    pub(crate) fn lin_read_rmw(&mut self, lin: u64, size: usize) -> R<u64> {
+        self.probe_write(lin, size)?;
+        self.lin_read(lin, size)
     }
 
     /// The linear address of `seg:off`.
@@ -815,12 +909,12 @@ impl Cpu {
     #[inline]
     pub fn read(&mut self, seg: usize, off: u64, size: usize) -> R<u64> {
         let l = self.lin(seg, off);
-        self.lin_read(l, size)
+        self.lin_read(l, size).map_err(|f| if seg == SS { on_stack(f) } else { f })
     }
     #[inline]
     pub fn write(&mut self, seg: usize, off: u64, size: usize, v: u64) -> R<()> {
         let l = self.lin(seg, off);
-        self.lin_write(l, size, v)
+        self.lin_write(l, size, v).map_err(|f| if seg == SS { on_stack(f) } else { f })
     }
 
     /// Reads a system structure (GDT, IDT, TSS) at linear `lin` with supervisor rights.

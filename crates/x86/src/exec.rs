@@ -242,7 +242,8 @@ impl Cpu {
     pub fn exec(&mut self, ins: &Instruction) -> R<Flow> {
         let (lazy, rflags) = (self.lazy, self.rflags);
         let r = self.exec_inner(ins);
-        if r.is_err() {
+        // A string instruction that faults part-way keeps the flags of the elements done.
+        if r.is_err() && !ins.is_string_instruction() {
             self.lazy = lazy;
             self.rflags = rflags;
         }
@@ -287,7 +288,7 @@ impl Cpu {
             }
             M::Add | M::Or | M::Adc | M::Sbb | M::And | M::Sub | M::Xor => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let b = self.rd(ins, 1)?;
                 let r = self.alu(m, size, a, b);
                 self.wr(ins, 0, r)?;
@@ -300,7 +301,7 @@ impl Cpu {
             }
             M::Inc | M::Dec => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let (r, op) = if m == M::Inc {
                     (a.wrapping_add(1), LazyOp::Inc)
                 } else {
@@ -312,13 +313,13 @@ impl Cpu {
             }
             M::Neg => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let r = self.alu(M::Sub, size, 0, a);
                 self.wr(ins, 0, r)?;
             }
             M::Not => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 self.wr(ins, 0, !a & mask(size))?;
             }
             M::Lea => {
@@ -335,30 +336,40 @@ impl Cpu {
                 self.wr(ins, 0, sx(v, s) as u64)?;
             }
             M::Xchg => {
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let b = self.rd(ins, 1)?;
                 self.wr(ins, 0, b)?;
                 self.wr(ins, 1, a)?;
             }
             M::Xadd => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let b = self.rd(ins, 1)?;
                 let r = self.alu(M::Add, size, a, b);
-                self.wr(ins, 0, r)?;
-                self.wr(ins, 1, a)?;
+                if ins.op0_kind() == OpKind::Memory {
+                    // The store first: the source register may be part of the address.
+                    self.wr(ins, 0, r)?;
+                    self.wr(ins, 1, a)?;
+                } else {
+                    // The source first: `xadd r, r` leaves the sum.
+                    self.wr(ins, 1, a)?;
+                    self.wr(ins, 0, r)?;
+                }
             }
             M::Cmpxchg => {
                 let size = self.op_size(ins, 0);
-                let d = self.rd(ins, 0)?;
+                let d = self.rd_rmw(ins, 0)?;
                 let acc = self.reg(0, size);
                 self.alu(M::Cmp, size, acc, d);
                 if acc == d {
                     let s = self.rd(ins, 1)?;
                     self.wr(ins, 0, s)?;
                 } else {
-                    // The destination is written back even on failure (a locked cycle).
-                    self.wr(ins, 0, d)?;
+                    // A memory destination is written back even on failure (a locked cycle);
+                    // a register one is left alone (its upper half too).
+                    if ins.op0_kind() == OpKind::Memory {
+                        self.wr(ins, 0, d)?;
+                    }
                     self.set_reg(0, size, d);
                 }
             }
@@ -366,17 +377,23 @@ impl Cpu {
                 let half = if m == M::Cmpxchg8b { 4usize } else { 8 };
                 let seg = self.mem_seg(ins);
                 let ea = self.ea(ins);
+                if half == 8 && self.lin(seg, ea) & 15 != 0 {
+                    return Err(gp(0));
+                }
+                // Translated for writing, both halves at once, before anything is read.
+                let lin = self.lin(seg, ea);
+                self.probe_write(lin, 2 * half).map_err(|f| if seg == SS { on_stack(f) } else { f })?;
                 let lo = self.read(seg, ea, half)?;
-                let hi = self.read(seg, ea + half as u64, half)?;
+                let hi = self.read(seg, ea.wrapping_add(half as u64), half)?;
                 let hs = half as u8;
                 if lo == self.reg(0, hs) && hi == self.reg(2, hs) {
                     let (nl, nh) = (self.reg(3, hs), self.reg(1, hs));
                     self.write(seg, ea, half, nl)?;
-                    self.write(seg, ea + half as u64, half, nh)?;
+                    self.write(seg, ea.wrapping_add(half as u64), half, nh)?;
                     self.set_status(ZF, ZF);
                 } else {
                     self.write(seg, ea, half, lo)?;
-                    self.write(seg, ea + half as u64, half, hi)?;
+                    self.write(seg, ea.wrapping_add(half as u64), half, hi)?;
                     self.set_reg(0, hs, lo);
                     self.set_reg(2, hs, hi);
                     self.set_status(ZF, 0);
@@ -384,7 +401,7 @@ impl Cpu {
             }
             M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let c = if ins.op_count() > 1 { self.rd(ins, 1)? } else { 1 };
                 match self.shift(m, size, a, c) {
                     Some(r) => self.wr(ins, 0, r)?,
@@ -395,7 +412,7 @@ impl Cpu {
             }
             M::Shld | M::Shrd => {
                 let size = self.op_size(ins, 0);
-                let a = self.rd(ins, 0)?;
+                let a = self.rd_rmw(ins, 0)?;
                 let b = self.rd(ins, 1)?;
                 let c = self.rd(ins, 2)?;
                 match self.double_shift(m == M::Shld, size, a, b, c) {
@@ -433,7 +450,11 @@ impl Cpu {
                         4 => ea & 0xffff_ffff,
                         _ => ea,
                     };
-                    let v = self.read(seg, ea, size as usize)?;
+                    let v = if m == M::Bt {
+                        self.read(seg, ea, size as usize)?
+                    } else {
+                        self.read_rmw(seg, ea, size as usize)?
+                    };
                     let bit = (soff as u64) & (bits - 1);
                     let cf = (v >> bit) & 1 != 0;
                     let nv = match m {
@@ -447,7 +468,7 @@ impl Cpu {
                     }
                     self.set_status(CF, if cf { CF } else { 0 });
                 } else {
-                    let v = self.rd(ins, 0)?;
+                    let v = if m == M::Bt { self.rd(ins, 0)? } else { self.rd_rmw(ins, 0)? };
                     let bit = off & (bits - 1);
                     let cf = (v >> bit) & 1 != 0;
                     let nv = match m {
@@ -804,33 +825,14 @@ impl Cpu {
                 self.popf(v, os);
                 return Ok(Branch);
             }
-            M::Enter => {
-                let os = self.operand_size(ins) as usize;
-                let size = ins.immediate16() as u64;
-                let level = (ins.immediate8_2nd() & 31) as u64;
-                let ss = self.stack_size();
-                let bp = self.regs[5];
-                self.push(os, bp)?;
-                let frame = self.reg(4, ss);
-                let mut b = self.reg(5, ss);
-                for _ in 1..level {
-                    b = b.wrapping_sub(os as u64) & mask(ss);
-                    let v = self.read(SS, b, os)?;
-                    self.push(os, v)?;
-                }
-                if level > 0 {
-                    self.push(os, frame)?;
-                }
-                self.set_reg(5, os as u8, frame);
-                let sp = self.reg(4, ss).wrapping_sub(size);
-                self.set_reg(4, ss, sp);
-            }
+            M::Enter => self.enter(ins)?,
             M::Leave => {
-                let os = self.operand_size(ins) as usize;
+                let os = frame_op_size(ins, self.bitness);
                 let ss = self.stack_size();
                 let bp = self.reg(5, ss);
-                self.set_reg(4, ss, bp);
-                let v = self.pop(os)?;
+                // RSP changes only once the pop has succeeded.
+                let v = self.read(SS, bp, os)?;
+                self.set_reg(4, ss, bp.wrapping_add(os as u64) & mask(ss));
                 self.set_reg(5, os as u8, v);
             }
             // A spin-wait: end the block, so that vCPUs taking turns (`ExecLock`) can hand the
@@ -849,15 +851,21 @@ impl Cpu {
             | M::Prefetcht1
             | M::Prefetcht2
             | M::Prefetchw
-            | M::Clflush
             | M::Endbr32
             | M::Endbr64
             | M::Wait => {
                 if m == M::Wait {
                     self.fpu_check()?;
+                    self.x87_pending()?;
                 }
             }
             M::Reservednop => {}
+            // CLFLUSH translates its address like a read (and faults like one).
+            M::Clflush => {
+                let seg = self.mem_seg(ins);
+                let lin = self.lin(seg, self.ea(ins));
+                self.probe_read(lin).map_err(|f| if seg == SS { on_stack(f) } else { f })?;
+            }
             M::Hlt => {
                 self.check_cpl0()?;
                 self.halted = true;
@@ -908,8 +916,10 @@ impl Cpu {
                 return self.string(ins)
             }
             M::Xlatb => {
+                // [RBX + AL]: the index is AL alone, not RAX.
                 let seg = self.mem_seg(ins);
-                let ea = self.ea(ins);
+                let base = self.get_reg(ins.memory_base());
+                let ea = base.wrapping_add(self.regs[0] & 0xff) & mask(self.addr_size(ins));
                 let v = self.read(seg, ea, 1)?;
                 self.set_reg(0, 1, v);
             }
@@ -1217,7 +1227,7 @@ impl Cpu {
         };
         let am = mask(asz);
         let rep = ins.has_rep_prefix() || ins.has_repne_prefix();
-        let src_seg = crate::operand::seg_index(ins.memory_segment());
+        let src_seg = crate::operand::mem_segment(ins, self.bitness);
         let src_seg = if src_seg > 5 { DS } else { src_seg };
         let step: u64 = if self.rflags & DF != 0 { (size as u64).wrapping_neg() } else { size as u64 };
         let mut count = if rep { self.reg(1, asz) } else { 1 };
@@ -1402,5 +1412,48 @@ fn stack_op_size(ins: &Instruction, bitness: u32) -> usize {
         inc.unsigned_abs() as usize
     } else {
         (bitness / 8) as usize
+    }
+}
+
+/// The operand size of ENTER and LEAVE, which iced gives no operand for: from their Code.
+fn frame_op_size(ins: &Instruction, bitness: u32) -> usize {
+    match ins.code() {
+        Code::Enterw_imm16_imm8 | Code::Leavew => 2,
+        Code::Enterd_imm16_imm8 | Code::Leaved => 4,
+        Code::Enterq_imm16_imm8 | Code::Leaveq => 8,
+        _ => (bitness / 8) as usize,
+    }
+}
+
+impl Cpu {
+    /// ENTER: the frame pointer, `level - 1` frame pointers copied from the enclosing frame
+    /// and the new frame pointer pushed, then the final stack pointer checked for writing (in
+    /// the host CPU's order). A fault leaves RSP and RBP as they were (the stores below RSP
+    /// stay, as on the host).
+    fn enter(&mut self, ins: &Instruction) -> R<()> {
+        let os = frame_op_size(ins, self.bitness);
+        let size = ins.immediate16() as u64;
+        let level = (ins.immediate8_2nd() & 31) as u64;
+        let ss = self.stack_size();
+        let sm = mask(ss);
+        let (sp, bp) = (self.reg(4, ss), self.reg(5, ss));
+        let step = os as u64;
+        let mut a = sp.wrapping_sub(step) & sm;
+        let frame = a;
+        self.write(SS, a, os, self.reg(5, os as u8))?;
+        for i in 1..level {
+            let v = self.read(SS, bp.wrapping_sub(i * step) & sm, os)?;
+            a = a.wrapping_sub(step) & sm;
+            self.write(SS, a, os, v)?;
+        }
+        if level > 0 {
+            a = a.wrapping_sub(step) & sm;
+            self.write(SS, a, os, frame)?;
+        }
+        let fin = a.wrapping_sub(size) & sm;
+        self.probe_write(self.lin(SS, fin), 1).map_err(on_stack)?;
+        self.set_reg(5, os as u8, frame);
+        self.set_reg(4, ss, fin);
+        Ok(())
     }
 }

@@ -6,7 +6,7 @@
 //! at decode time. A handler that faults leaves registers, memory and flags untouched.
 
 use crate::block::{leave, next, skip, step, step_mem, Op, Step};
-use crate::cpu::{load, store, Cpu, R};
+use crate::cpu::{load, on_stack, store, Cpu, Fault, R, SS};
 use crate::exec::Flow::Next;
 use crate::flags::{mask, Lazy, LazyOp};
 use iced_x86::{ConditionCode, Mnemonic};
@@ -91,7 +91,17 @@ impl Cpu {
     #[inline(always)]
     fn mem_read<const S: u8>(&mut self, op: &Op) -> R<u64> {
         let l = self.op_lin(op);
-        self.lin_read(l, S as usize)
+        self.lin_read(l, S as usize).map_err(|f| op_fault(op, f))
+    }
+}
+
+/// The fault of an access to the op's memory operand: #SS(0) rather than #GP(0) through SS.
+#[inline]
+pub(crate) fn op_fault(op: &Op, f: Fault) -> Fault {
+    if op.seg == SS as u8 {
+        on_stack(f)
+    } else {
+        f
     }
 }
 
@@ -200,10 +210,11 @@ pub(crate) fn alu_m<const K: u8, const S: u8, const MI: bool>(c: &mut Cpu, op: &
 fn alu_m_slow<const K: u8, const S: u8, const MI: bool>(c: &mut Cpu, op: &Op) -> Step {
     step_mem(c, op, |c| {
         let lin = c.op_lin(op);
-        let a = c.lin_read(lin, S as usize)?;
+        let a = if writes(K) { c.lin_read_rmw(lin, S as usize) } else { c.lin_read(lin, S as usize) };
+        let a = a.map_err(|f| op_fault(op, f))?;
         let (r, l) = alu::<K, S>(c, a, source::<S, MI>(c, op));
         if writes(K) {
-            c.lin_write(lin, S as usize, r)?;
+            c.lin_write(lin, S as usize, r).map_err(|f| op_fault(op, f))?;
         }
         c.lazy = l;
         Ok(Next)
@@ -280,7 +291,7 @@ fn mov_mr_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     step_mem(c, op, |c| {
         let l = c.op_lin(op);
         let v = c.r::<S>(op.s);
-        c.lin_write(l, S as usize, v)?;
+        c.lin_write(l, S as usize, v).map_err(|f| op_fault(op, f))?;
         Ok(Next)
     })
 }
@@ -298,7 +309,7 @@ pub(crate) fn mov_mi<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 fn mov_mi_slow<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     step_mem(c, op, |c| {
         let l = c.op_lin(op);
-        c.lin_write(l, S as usize, op.imm)?;
+        c.lin_write(l, S as usize, op.imm).map_err(|f| op_fault(op, f))?;
         Ok(Next)
     })
 }
@@ -371,9 +382,9 @@ pub(crate) fn incdec_r<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> St
 pub(crate) fn incdec_m<const INC: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     step_mem(c, op, |c| {
         let lin = c.op_lin(op);
-        let a = c.lin_read(lin, S as usize)?;
+        let a = c.lin_read_rmw(lin, S as usize).map_err(|f| op_fault(op, f))?;
         let (r, l) = incdec::<INC, S>(c, a);
-        c.lin_write(lin, S as usize, r)?;
+        c.lin_write(lin, S as usize, r).map_err(|f| op_fault(op, f))?;
         c.lazy = l;
         Ok(Next)
     })
@@ -461,7 +472,7 @@ pub(crate) fn setcc_m<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
     step_mem(c, op, |c| {
         let v = c.cond(condition(C)) as u64;
         let l = c.op_lin(op);
-        c.lin_write(l, 1, v)?;
+        c.lin_write(l, 1, v).map_err(|f| op_fault(op, f))?;
         Ok(Next)
     })
 }

@@ -7,7 +7,7 @@
 use crate::block::{leave, next, step, step_mem, Op, Step};
 use crate::cpu::Cpu;
 use crate::exec::Flow::{Branch, Next};
-use crate::fast_alu::condition;
+use crate::fast_alu::{condition, op_fault};
 use crate::flags::mask;
 
 pub(crate) fn jcc<const C: u8>(c: &mut Cpu, op: &Op) -> Step {
@@ -37,7 +37,7 @@ pub(crate) fn jmp_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 pub(crate) fn jmp_m<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     step_mem(c, op, |c| {
         let l = c.op_lin(op);
-        c.rip = c.lin_read(l, S as usize)?;
+        c.rip = c.lin_read(l, S as usize).map_err(|f| op_fault(op, f))?;
         Ok(Branch)
     })
 }
@@ -93,7 +93,7 @@ pub(crate) fn call_r<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
 pub(crate) fn call_m<const S: u8>(c: &mut Cpu, op: &Op) -> Step {
     step_mem(c, op, |c| {
         let l = c.op_lin(op);
-        let t = c.lin_read(l, S as usize)?;
+        let t = c.lin_read(l, S as usize).map_err(|f| op_fault(op, f))?;
         c.push(S as usize, op.next)?;
         c.rip = t;
         Ok(Branch)

@@ -26,12 +26,15 @@
 mod block;
 mod compile;
 mod cpu;
+mod cpuid;
 mod decode;
 mod exec;
 mod exec_lock;
 mod fast_alu;
 mod fast_flow;
+mod fast_syscall;
 mod flags;
+mod msr;
 mod operand;
 mod phys;
 mod sse;
@@ -327,6 +330,9 @@ impl Vcpu for InterpVcpu {
     }
 }
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod difftest;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

@@ -1,4 +1,4 @@
-//! Segmentation, far transfers, interrupts and exceptions, control registers, MSRs, CPUID.
+//! Segmentation, far transfers, interrupts and exceptions, control registers.
 
 use crate::cpu::*;
 use crate::exec::Flow;
@@ -520,130 +520,6 @@ impl Cpu {
         Ok(())
     }
 
-    // ---- MSRs ----
-
-    pub fn rdmsr(&mut self, msr: u32) -> R<u64> {
-        Ok(match msr {
-            0x10 => self.tsc(),
-            0x1b => self.apic_base,
-            0x8b => 0,
-            0xfe => 0x508,
-            0x174 => self.sysenter_cs,
-            0x175 => self.sysenter_esp,
-            0x176 => self.sysenter_eip,
-            0x179 | 0x17a => 0,
-            0x1a0 => self.misc_enable,
-            0x277 => self.pat,
-            0x200..=0x20f | 0x250 | 0x258 | 0x259 | 0x268..=0x26f | 0x2ff => {
-                self.mtrr.get(&msr).copied().unwrap_or(0)
-            }
-            0xc000_0080 => self.efer,
-            0xc000_0081 => self.star,
-            0xc000_0082 => self.lstar,
-            0xc000_0083 => self.cstar,
-            0xc000_0084 => self.fmask,
-            0xc000_0100 => self.segs[FS].base,
-            0xc000_0101 => self.segs[GS].base,
-            0xc000_0102 => self.kernel_gs_base,
-            0xc000_0103 => self.tsc_aux,
-            _ => {
-                log::debug!("x86: rdmsr {msr:#x} -> #GP");
-                return Err(gp(0));
-            }
-        })
-    }
-
-    pub fn wrmsr(&mut self, msr: u32, v: u64) -> R<()> {
-        match msr {
-            0x10 => self.tsc_offset = v.wrapping_sub(self.tsc().wrapping_sub(self.tsc_offset as u64)) as i64,
-            0x1b => {
-                self.apic_base = (v & 0xffff_f900) | (self.apic_base & 0x100);
-                self.flush_tlb(true);
-            }
-            0x8b | 0x179 | 0x17a => {}
-            0x174 => self.sysenter_cs = v,
-            0x175 => self.sysenter_esp = v,
-            0x176 => self.sysenter_eip = v,
-            0x1a0 => self.misc_enable = v,
-            0x277 => self.pat = v,
-            0x200..=0x20f | 0x250 | 0x258 | 0x259 | 0x268..=0x26f | 0x2ff => {
-                self.mtrr.insert(msr, v);
-            }
-            0xc000_0080 => {
-                let allowed = EFER_SCE | EFER_LME | EFER_NXE;
-                if v & !(allowed | EFER_LMA) != 0 {
-                    return Err(gp(0));
-                }
-                self.efer = (v & allowed) | (self.efer & EFER_LMA);
-                self.flush_tlb(true);
-            }
-            0xc000_0081 => self.star = v,
-            0xc000_0082 => self.lstar = v,
-            0xc000_0083 => self.cstar = v,
-            0xc000_0084 => self.fmask = v,
-            0xc000_0100 => self.segs[FS].base = v,
-            0xc000_0101 => self.segs[GS].base = v,
-            0xc000_0102 => self.kernel_gs_base = v,
-            0xc000_0103 => self.tsc_aux = v,
-            _ => {
-                log::debug!("x86: wrmsr {msr:#x} <- {v:#x} -> #GP");
-                return Err(gp(0));
-            }
-        }
-        Ok(())
-    }
-
-    // ---- CPUID ----
-
-    /// CPUID of a qemu64-class CPU that promises only what is implemented. The vendor is
-    /// Intel so that leaf 0x15 can state the TSC frequency (1 GHz: host nanoseconds) and
-    /// Linux need not calibrate it against the PIT, which fails when the host is busy.
-    pub fn cpuid(&self, leaf: u32, sub: u32) -> [u32; 4] {
-        let _ = sub;
-        const VENDOR: [u32; 3] = [0x756e_6547, 0x4965_6e69, 0x6c65_746e]; // "GenuineIntel"
-        let brand = b"chr-vmm x86-64 interpreter\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
-        let word = |i: usize| {
-            u32::from_le_bytes([brand[i * 4], brand[i * 4 + 1], brand[i * 4 + 2], brand[i * 4 + 3]])
-        };
-        match leaf {
-            0 => [0x15, VENDOR[0], VENDOR[2], VENDOR[1]],
-            2 => [1, 0, 0, 0],
-            // TSC = crystal * EBX / EAX: a 1 GHz crystal, ratio 1.
-            0x15 => [1, 1, 1_000_000_000, 0],
-            1 => {
-                let edx = 1 // FPU
-                    | 1 << 3 // PSE
-                    | 1 << 4 // TSC
-                    | 1 << 5 // MSR
-                    | 1 << 6 // PAE
-                    | 1 << 8 // CX8
-                    | 1 << 9 // APIC
-                    | 1 << 12 // MTRR
-                    | 1 << 13 // PGE
-                    | 1 << 15 // CMOV
-                    | 1 << 16 // PAT
-                    | 1 << 17 // PSE36
-                    | 1 << 19 // CLFSH
-                    | 1 << 24 // FXSR
-                    | 1 << 25 // SSE
-                    | 1 << 26; // SSE2
-                let ecx = 1 << 13 | 1 << 23 | 1 << 30; // CX16, POPCNT, RDRAND
-                [0x0000_0f61, (self.id << 24) | (1 << 16) | (8 << 8), ecx, edx]
-            }
-            0x8000_0000 => [0x8000_0008, VENDOR[0], VENDOR[2], VENDOR[1]],
-            0x8000_0001 => {
-                let edx = 1 << 11 | 1 << 20 | 1 << 29; // SYSCALL, NX, LM
-                [0, 0, 1, edx] // LAHF/SAHF in 64-bit mode
-            }
-            0x8000_0002..=0x8000_0004 => {
-                let b = (leaf - 0x8000_0002) as usize * 4;
-                [word(b), word(b + 1), word(b + 2), word(b + 3)]
-            }
-            0x8000_0008 => [0x3028, 0, 0, 0],
-            _ => [0; 4],
-        }
-    }
-
     /// System instructions and everything the integer core does not handle.
     pub(crate) fn exec_system(&mut self, ins: &Instruction) -> R<Flow> {
         let m = ins.mnemonic();
@@ -823,41 +699,8 @@ impl Cpu {
                 self.check_cpl0()?;
                 std::mem::swap(&mut self.segs[GS].base, &mut self.kernel_gs_base);
             }
-            M::Syscall => {
-                if self.efer & EFER_SCE == 0 || !self.long_mode() {
-                    return Err(ud());
-                }
-                self.regs[1] = self.rip;
-                self.regs[11] = self.flags() & !flags::RF;
-                let sel = ((self.star >> 32) & 0xfffc) as u16;
-                self.segs[CS] = Segment { selector: sel, base: 0, limit: 0xffff_ffff, attr: 0xa09b };
-                self.segs[SS] = Segment { selector: sel + 8, base: 0, limit: 0xffff_ffff, attr: 0xc093 };
-                self.cpl = 0;
-                self.rip = if self.mode64() { self.lstar } else { self.cstar };
-                let f = self.flags() & !self.fmask & !flags::RF;
-                self.set_flags(f);
-                return Ok(Flow::Branch);
-            }
-            M::Sysret | M::Sysretq => {
-                if self.efer & EFER_SCE == 0 || !self.long_mode() {
-                    return Err(ud());
-                }
-                self.check_cpl0()?;
-                let base = ((self.star >> 48) & 0xffff) as u16;
-                if m == M::Sysretq {
-                    self.segs[CS] =
-                        Segment { selector: (base + 16) | 3, base: 0, limit: 0xffff_ffff, attr: 0xa0fb };
-                    self.rip = self.regs[1];
-                } else {
-                    self.segs[CS] = Segment { selector: base | 3, base: 0, limit: 0xffff_ffff, attr: 0xc0fb };
-                    self.rip = self.regs[1] & 0xffff_ffff;
-                }
-                self.segs[SS].selector = (base + 8) | 3;
-                self.segs[SS].attr = 0xc0f3;
-                self.cpl = 3;
-                let f = (self.regs[11] & 0x3c_7fd7) | 2;
-                self.set_flags(f);
-                return Ok(Flow::Branch);
+            M::Syscall | M::Sysret | M::Sysretq | M::Sysenter | M::Sysexit | M::Sysexitq => {
+                return self.fast_system_call(ins)
             }
             _ => return self.exec_fpu_sse(ins),
         }
