@@ -212,7 +212,7 @@ pub(crate) fn fp<const K: u8, const D: bool, const P: bool, const S: u8>(c: &mut
     exact(c, op)
 }
 
-/// A float operation of the exact code with its mnemonic fixed.
+/// An operation of the exact code with its mnemonic fixed (the float family, PCMPxSTRx).
 pub(crate) trait FloatOp {
     const M: M;
 }
@@ -227,6 +227,18 @@ pub(crate) fn float<F: FloatOp, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
                 c.fpu.xmm[d] = r;
                 Ok(Flow::Next)
             });
+        }
+    }
+    exact(c, op)
+}
+
+/// PCMPxSTRx (`F::M`; `WIDE`: the REX.W forms) of XMM `d` and source `S`, control `Op::imm`.
+pub(crate) fn strcmp<F: FloatOp, const WIDE: bool, const S: u8>(c: &mut Cpu, op: &Op) -> Step {
+    if sse_on(c) {
+        if let Some(b) = src::<S>(c, op) {
+            let a = c.fpu.xmm[op.d as usize & 15];
+            c.strcmp_op(F::M, WIDE, a, b, op.imm as u8);
+            return next(c, op);
         }
     }
     exact(c, op)

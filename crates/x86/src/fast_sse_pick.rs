@@ -227,6 +227,33 @@ fn float_handler(m: M, size: usize, reg: bool) -> Option<Handler> {
     )
 }
 
+/// The handler of PCMPESTRI/ESTRM/ISTRI/ISTRM (register or unaligned 16-byte source).
+fn strcmp_handler(ins: &Instruction, reg: bool) -> Option<Handler> {
+    use iced_x86::Code as C;
+    macro_rules! pick {
+        ($m:ident, $wide:literal) => {{
+            struct T;
+            impl FloatOp for T {
+                const M: M = M::$m;
+            }
+            if reg {
+                strcmp::<T, $wide, REG>
+            } else {
+                strcmp::<T, $wide, M16>
+            }
+        }};
+    }
+    Some(match ins.code() {
+        C::Pcmpistri_xmm_xmmm128_imm8 => pick!(Pcmpistri, false),
+        C::Pcmpistrm_xmm_xmmm128_imm8 => pick!(Pcmpistrm, false),
+        C::Pcmpestri_xmm_xmmm128_imm8 => pick!(Pcmpestri, false),
+        C::Pcmpestrm_xmm_xmmm128_imm8 => pick!(Pcmpestrm, false),
+        C::Pcmpestri64_xmm_xmmm128_imm8 => pick!(Pcmpestri, true),
+        C::Pcmpestrm64_xmm_xmmm128_imm8 => pick!(Pcmpestrm, true),
+        _ => return None,
+    })
+}
+
 /// The memory size of a compare's source.
 fn cmp_size(m: M) -> usize {
     match m {
@@ -300,7 +327,7 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
             | M::Cmpss
             | M::Cmppd
             | M::Cmpps
-    );
+    ) || strcmp_handler(ins, true).is_some();
     if !(n == 2 || (n == 3 && with_imm)) {
         return None;
     }
@@ -342,6 +369,7 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
     if !moves
         && !cvt
         && !other_float
+        && strcmp_handler(ins, true).is_none()
         && fp_kind(m).is_none()
         && cmp_handler::<REG>(m).is_none()
         && lane_op(m, REG).is_none()
@@ -427,6 +455,12 @@ pub(crate) fn pick(ins: &Instruction, mut mem: impl FnMut(&mut Op) -> bool, op: 
         _ => {
             if cvt {
                 cvt_handler(m, o0, o1)?
+            } else if strcmp_handler(ins, true).is_some() {
+                match (o0, o1) {
+                    (O::X(_), O::X(_)) => strcmp_handler(ins, true)?,
+                    (O::X(_), O::Mem(16)) => strcmp_handler(ins, false)?,
+                    _ => return None,
+                }
             } else if other_float {
                 match (o0, o1) {
                     (O::X(_), O::X(_)) => float_handler(m, 16, true)?,

@@ -93,6 +93,12 @@ fn start(rng: &mut Rng) -> Start {
     });
     let mut regs: [u64; 16] = std::array::from_fn(|_| rng.next());
     regs[4] = 0x8000;
+    // Small string lengths for PCMPESTRx in EAX/EDX (with random upper halves).
+    for r in [0, 2] {
+        if rng.below(2) == 0 {
+            regs[r] = (rng.next() & !0xffff_ffff) | (rng.below(40) as i64 - 20) as u32 as u64;
+        }
+    }
     regs[3] = match rng.below(7) {
         0 => 0x30000 + rng.below(0x100) * 16,
         1 => 0x30000 + rng.below(0x1000),
@@ -358,6 +364,17 @@ fn scalar_conversions_agree_with_the_exact_path() {
         forms.push((pre, 0x5a, false, false));
     }
     check("convert", &forms, 80);
+}
+
+#[test]
+fn string_compares_agree_with_the_exact_path() {
+    let p = Some(0x66);
+    // pcmpestrm, pcmpestri, pcmpistrm, pcmpistri (REX.W: 64-bit lengths)
+    let forms: Vec<_> = [0x3a60, 0x3a61, 0x3a62, 0x3a63]
+        .into_iter()
+        .flat_map(|o| [(p, o, false, true), (p, o, true, true)])
+        .collect();
+    check("strcmp", &forms, 60);
 }
 
 #[test]

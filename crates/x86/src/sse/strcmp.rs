@@ -118,6 +118,16 @@ impl Cpu {
         let imm = ins.immediate8();
         let a = self.vget(self.vop(ins, 0));
         let b = self.vread(ins, 1)?;
+        let wide =
+            matches!(ins.code(), Code::Pcmpestri64_xmm_xmmm128_imm8 | Code::Pcmpestrm64_xmm_xmmm128_imm8);
+        self.strcmp_op(m, wide, a, b, imm);
+        Ok(true)
+    }
+
+    /// PCMPESTRI/ESTRM/ISTRI/ISTRM (`m`; `wide`: the REX.W forms' 64-bit lengths) of `a`
+    /// and `b` with control `imm`: ECX or XMM0, and the flags.
+    #[inline]
+    pub(crate) fn strcmp_op(&mut self, m: M, wide: bool, a: u128, b: u128, imm: u8) {
         let words = imm & 1 != 0;
         let (n, bits) = if words { (8, 16) } else { (16, 8) };
         let m = match m {
@@ -126,8 +136,6 @@ impl Cpu {
             m => m,
         };
         let (la, lb) = if matches!(m, M::Pcmpestri | M::Pcmpestrm) {
-            let wide =
-                matches!(ins.code(), Code::Pcmpestri64_xmm_xmmm128_imm8 | Code::Pcmpestrm64_xmm_xmmm128_imm8);
             (explicit_len(self.regs[0], wide, n), explicit_len(self.regs[2], wide, n))
         } else {
             (implicit_len(a, n, bits), implicit_len(b, n, bits))
@@ -168,6 +176,5 @@ impl Cpu {
             fl |= OF;
         }
         self.set_status(STATUS, fl);
-        Ok(true)
     }
 }
