@@ -19,7 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cpu=${1:-max}
 work=$(mktemp -d /tmp/chr-vmm-conformance.XXXXXX); trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/rec" "$work/report"
+# CONFORMANCE_REPORT=dir keeps TCG's differences (two examples per form) in dir/<group>.txt.
+report=${CONFORMANCE_REPORT:-$work/report}
+mkdir -p "$work/rec" "$report"
 started=$(date +%s)
 
 bin=$(cargo test -p x86 --lib --no-run 2>&1 | sed -n 's/.*Executable unittests src\/lib.rs (\(.*\))/\1/p')
@@ -29,7 +31,7 @@ qemu=$(command -v qemu-x86_64) || { echo "qemu-x86_64 is not installed (qemu-use
 # Host: the interpreter against the host CPU, host outcomes recorded.
 CHR_VMM_DIFF_RECORD="$work/rec" "$bin" difftest::tests --test-threads=1 --nocapture >"$work/host.log" 2>&1 || true
 # TCG: the same cases, TCG's outcomes against the recorded host outcomes.
-CHR_VMM_DIFF_REPLAY="$work/rec" CHR_VMM_DIFF_REPORT="$work/report" \
+CHR_VMM_DIFF_REPLAY="$work/rec" CHR_VMM_DIFF_REPORT="$report" \
   "$qemu" -cpu "$cpu" "$bin" difftest::tests --test-threads=1 --nocapture >"$work/tcg.log" 2>&1 || true
 # System: the interpreter's unit tests.
 "$bin" fast_syscall cpuid difftest::regress --test-threads=1 >"$work/system.log" 2>&1 || true
@@ -45,8 +47,8 @@ cell() { # log group -> "pass / cases" or "-"
 }
 tcg_cell() {
   local l; l=$(grep "^conformance: group=$1 " "$work/tcg.log" | head -1)
-  if [ -z "$l" ]; then echo "not run"; return; fi
-  echo "$(echo "$l" | field pass) / $(echo "$l" | field cases) (without host faults: $(echo "$l" | field clean_pass) / $(echo "$l" | field clean))"
+  if [ -z "$l" ]; then echo "not run | not run"; return; fi
+  echo "$(echo "$l" | field pass) / $(echo "$l" | field cases) | $(echo "$l" | field clean_pass) / $(echo "$l" | field clean)"
 }
 native_cell() {
   local l; l=$(grep "^conformance: group=$1 " "$work/host.log" | head -1)
@@ -54,22 +56,23 @@ native_cell() {
 }
 
 echo "Measured $(date -u +%Y-%m-%d) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"
-echo "$("$qemu" --version | head -1), \`-cpu $cpu\`; command: \`benches/conformance.sh $cpu\`."
+echo "$("$qemu" --version | head -1) (qemu-system-x86_64: $(qemu-system-x86_64 --version 2>/dev/null | head -1 | sed 's/.*version //')),"
+echo "\`-cpu $cpu\`; command: \`benches/conformance.sh $cpu\`."
 echo
-echo "| group | interpreter | QEMU TCG | natively |"
-echo "|---|---|---|---|"
+echo "| group | interpreter | QEMU TCG | QEMU TCG, cases the host ran without a fault | natively |"
+echo "|---|---|---|---|---|"
 for g in Integer X87 Mmx Sse; do
   name=$g; [ $g = X87 ] && name=x87; [ $g = Mmx ] && name=MMX; [ $g = Sse ] && name="SSE (to 4.2)"
   echo "| $name | $(cell "$work/host.log" $g) | $(tcg_cell $g) | $(native_cell $g) |"
 done
 sys=$(grep -m1 '^test result' "$work/system.log" || true)
 sp=$(echo "$sys" | sed -n 's/.* \([0-9]*\) passed.*/\1/p'); sf=$(echo "$sys" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
-echo "| system (unit tests) | ${sp:-?} / $(( ${sp:-0} + ${sf:-0} )) | n/a | n/a |"
+echo "| system (unit tests) | ${sp:-?} / $(( ${sp:-0} + ${sf:-0} )) | n/a | n/a | n/a |"
 if [ -f "$work/battery.log" ] && grep -q '^conformance: group=Battery' "$work/battery.log"; then
   b() { grep "^conformance: group=Battery side=$1 " "$work/battery.log" | head -1 | { read -r l; echo "$(echo "$l" | field pass) / $(echo "$l" | field cases)"; }; }
-  echo "| userland battery | $(b interpreter) | $(b tcg) | $(b native) |"
+  echo "| userland battery | $(b interpreter) | $(b tcg) | - | $(b native) |"
 else
-  echo "| userland battery | pending | pending | pending |"
+  echo "| userland battery | pending | pending | - | pending |"
 fi
 echo
 echo "Why TCG differs (cases): $(for g in Integer X87 Mmx Sse; do

@@ -139,6 +139,7 @@ fn reason(host: &super::Outcome, other: &super::Outcome) -> String {
     match (host.trap, other.trap) {
         // qemu-x86_64 reports its page faults with trap number -1 in the signal frame.
         (Some(_), Some(o)) if o.vector == 0xff => "trapno-unknown".into(),
+        (None, Some(o)) if o.vector == 0xff => "faults-trapno-unknown".into(),
         (h, Some(o)) if h.map(|h| h.vector) != Some(o.vector) => format!("raises-{}", o.vector),
         (Some(h), None) => format!("misses-{}", h.vector),
         (Some(h), Some(o)) if h != o => "fault-details".into(),
