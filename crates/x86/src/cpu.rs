@@ -856,7 +856,7 @@ impl Cpu {
     /// names its first byte, as CR2 on a real CPU does).
     #[inline]
     fn probe_second_page(&mut self, lin: u64, size: usize) -> R<()> {
-        let last = lin.wrapping_add(size as u64 - 1);
+        let last = lin.wrapping_add(size.max(1) as u64 - 1);
         if (last ^ lin) >> 12 != 0 {
             self.tlb_lookup(last & !0xfff, Access::Write)?;
         }
@@ -867,7 +867,7 @@ impl Cpu {
     /// page is translated.
     #[inline]
     fn check_span(&self, lin: u64, size: usize) -> R<()> {
-        if self.long_mode() && !(canonical(lin) && canonical(lin.wrapping_add(size as u64 - 1))) {
+        if self.long_mode() && !(canonical(lin) && canonical(lin.wrapping_add(size.max(1) as u64 - 1))) {
             return Err(gp(0));
         }
         Ok(())

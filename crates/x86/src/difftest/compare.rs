@@ -181,16 +181,12 @@ fn x87_unchecked(ins: &Instruction, before: &State) -> Vec<usize> {
         S::Fxsave_512Byte | S::Fxsave64_512Byte => &[(6, 24), (28, 32)],
         _ => return Vec::new(),
     };
-    // A RIP-relative displacement is already the address.
-    let mut ea = ins.memory_displacement64();
-    if !matches!(ins.memory_base(), iced_x86::Register::None | iced_x86::Register::RIP) {
-        ea = ea.wrapping_add(before.gpr[crate::operand::gpr(ins.memory_base()).0]);
-    }
-    if ins.memory_index() != iced_x86::Register::None {
-        let x = before.gpr[crate::operand::gpr(ins.memory_index()).0];
-        ea = ea.wrapping_add(x.wrapping_mul(ins.memory_index_scale() as u64));
-    }
-    let base = ea.wrapping_sub(DATA) as usize;
+    // iced truncates a 32-bit address (67 prefix); the low window aliases the data pages.
+    let get = |r: iced_x86::Register, _: usize, _: usize| -> Option<u64> {
+        let m = if r.size() == 4 { 0xffff_ffff } else { u64::MAX };
+        Some(if r.is_gpr() { before.gpr[crate::operand::gpr(r).0] & m } else { 0 })
+    };
+    let Some(base) = ins.virtual_address(0, 0, get).and_then(super::data_offset) else { return Vec::new() };
     spans.iter().flat_map(|&(a, b)| (a..b).map(move |i| base.wrapping_add(i))).collect()
 }
 

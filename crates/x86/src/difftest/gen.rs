@@ -4,7 +4,7 @@
 //! aimed at a page boundary of the data pages (or a non-canonical address) and checked to stay
 //! inside the window before it may run natively.
 
-use super::{Rng, State, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, WINDOW, WINDOW_SIZE};
+use super::{Rng, State, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, LOW_WINDOW, WINDOW, WINDOW_SIZE};
 use iced_x86::{
     Code, CpuidFeature as F, Decoder, DecoderOptions, EncodingKind, FlowControl, Instruction,
     InstructionInfoFactory, MandatoryPrefix, Mnemonic as M, OpCodeOperandKind as K, OpCodeTableKind,
@@ -173,8 +173,13 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
         } else if op.can_use_repne_prefix() && rng.chance(50) {
             b.push(0xf2);
         }
-        // LOOP/JECXZ on ECX.
-        if op.address_size() == 32 {
+        // LOOP/JECXZ on ECX, and 32-bit addressing (the low window) for memory operands.
+        let addresses = has_mem
+            || op
+                .op_kinds()
+                .iter()
+                .any(|k| ["rSI", "rDI", "rBX"].iter().any(|r| format!("{k:?}").contains(r)));
+        if op.address_size() == 32 || addresses && rng.chance(15) {
             b.push(0x67);
         }
         // Segment overrides other than FS and GS are ignored in 64-bit mode, but SS decides
@@ -235,13 +240,6 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
         {
             continue;
         }
-        // 32-bit addressing cannot reach the window.
-        if ins.op_kinds().any(|k| k == iced_x86::OpKind::Memory) && ins.memory_base() != Register::RIP {
-            let r = if ins.memory_base() != Register::None { ins.memory_base() } else { ins.memory_index() };
-            if r != Register::None && r.size() != 8 {
-                continue;
-            }
-        }
         b.truncate(ins.len());
         return Some((b, ins));
     }
@@ -257,7 +255,13 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
     }
     gpr[4] = target(rng, 8);
     if ins.has_rep_prefix() || ins.has_repne_prefix() {
-        gpr[1] = if rng.chance(10) { 0 } else { rng.below(12) };
+        // A few elements, none, or up to three pages' worth (the page-at-a-time paths).
+        let size = ins.memory_size().size().max(1) as u64;
+        gpr[1] = match rng.below(10) {
+            0 => 0,
+            1 | 2 => rng.below(3 * 4096 / size),
+            _ => rng.below(12),
+        };
     }
     let m = ins.mnemonic();
     if matches!(m, M::Div | M::Idiv) && rng.chance(70) {
@@ -283,12 +287,20 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
     let used: Vec<_> = factory.info(&ins).used_memory().to_vec();
     for u in &used {
         let size = u.memory_size().size().max(1) as u64;
-        let t = target(rng, size);
+        let mut t = target(rng, size);
+        if u.address_size() == iced_x86::CodeSize::Code32 {
+            // The same place in the low window (which has no non-canonical addresses).
+            while !(WINDOW..WINDOW + WINDOW_SIZE).contains(&t) {
+                t = target(rng, size);
+            }
+            t = t - WINDOW + LOW_WINDOW;
+        }
         let disp = u.displacement();
         let scale = u.scale() as u64;
         let (base, index) = (u.base(), u.index());
         let reg = |r: Register| crate::operand::gpr(r).0;
-        let absolute = base == Register::RIP || (base == Register::None && index == Register::None);
+        let absolute = matches!(base, Register::RIP | Register::EIP)
+            || (base == Register::None && index == Register::None);
         match (base, index) {
             _ if absolute => {
                 // RIP-relative and absolute (moffs) operands: the displacement is patched.
@@ -298,23 +310,31 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
                 let o = offs.displacement_offset();
                 match (offs.displacement_size(), ins.is_ip_rel_memory_operand()) {
                     (4, true) => {
-                        let d = t.wrapping_sub(INSN + bytes.len() as u64) as i64;
+                        let mut next = INSN + bytes.len() as u64;
+                        if ins.memory_base() == Register::EIP {
+                            next &= 0xffff_ffff;
+                        }
+                        let d = t.wrapping_sub(next) as i64;
                         if d != d as i32 as i64 {
                             return None;
                         }
                         bytes[o..o + 4].copy_from_slice(&(d as i32).to_le_bytes());
                     }
                     (8, false) => bytes[o..o + 8].copy_from_slice(&t.to_le_bytes()),
+                    (4, false) => bytes[o..o + 4].copy_from_slice(&(t as u32).to_le_bytes()),
                     _ => return None,
                 }
                 ins = Decoder::with_ip(64, &bytes, INSN, DecoderOptions::NONE).decode();
             }
-            (Register::None, x) if x.is_gpr64() => {
-                gpr[reg(x)] = t.wrapping_sub(disp) / scale.max(1);
+            // A 32-bit register keeps its random upper half: 32-bit addressing ignores it.
+            (Register::None, x) if x.is_gpr64() || x.is_gpr32() => {
+                let v = t.wrapping_sub(disp) / scale.max(1);
+                gpr[reg(x)] = (gpr[reg(x)] & !mask(x)) | (v & mask(x));
             }
-            (b, x) if b.is_gpr64() => {
+            (b, x) if b.is_gpr64() || b.is_gpr32() => {
                 let xv = if x.is_gpr() { gpr[reg(x)] & mask(x) } else { 0 };
-                gpr[reg(b)] = t.wrapping_sub(disp).wrapping_sub(xv.wrapping_mul(scale));
+                let v = t.wrapping_sub(disp).wrapping_sub(xv.wrapping_mul(scale));
+                gpr[reg(b)] = (gpr[reg(b)] & !mask(b)) | (v & mask(b));
             }
             _ => return None,
         }
@@ -357,6 +377,9 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
         && ins.op0_kind() == iced_x86::OpKind::Memory
         && ins.op1_kind() == iced_x86::OpKind::Register
     {
+        if ins.memory_base().size() == 4 || ins.memory_index().size() == 4 {
+            return None;
+        }
         let r = ins.op1_register();
         let bits = r.size() as u32 * 8;
         let off = ((gpr[crate::operand::gpr(r).0] << (64 - bits)) as i64 >> (64 - bits)) >> 3;
@@ -378,7 +401,7 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
             return None;
         }
     }
-    let flags = (rng.next() & 0x8d5) | 0x202;
+    let flags = (rng.next() & 0xcd5) | 0x202;
     Some((bytes, ins, State { gpr, rip: INSN, rflags: flags, fx, data }))
 }
 
@@ -395,16 +418,16 @@ fn mask(r: Register) -> u64 {
 /// Makes the accumulator of a compare-exchange equal to its destination.
 fn equalise(ins: &Instruction, gpr: &mut [u64; 16], data: &[u8]) {
     let read = |gpr: &[u64; 16], n: usize| -> Option<u64> {
-        let mut ea = ins.memory_displacement64();
-        if ins.memory_base() != Register::None {
-            ea = ea.wrapping_add(gpr[crate::operand::gpr(ins.memory_base()).0]);
-        }
-        if ins.memory_index() != Register::None {
-            ea = ea.wrapping_add(
-                gpr[crate::operand::gpr(ins.memory_index()).0].wrapping_mul(ins.memory_index_scale() as u64),
-            );
-        }
-        let off = ea.wrapping_sub(DATA).wrapping_add(8 * n as u64) as usize;
+        let get = |r: Register, _: usize, _: usize| -> Option<u64> {
+            if r.is_segment_register() {
+                Some(0)
+            } else if r == Register::RIP || r == Register::EIP {
+                Some(ins.next_ip())
+            } else {
+                Some(gpr[crate::operand::gpr(r).0] & mask(r))
+            }
+        };
+        let off = super::data_offset(ins.virtual_address(0, 0, get)?)?.checked_add(8 * n)?;
         let b = data.get(off..off.checked_add(8)?)?;
         Some(u64::from_le_bytes(b.try_into().ok()?))
     };
@@ -438,7 +461,8 @@ fn equalise(ins: &Instruction, gpr: &mut [u64; 16], data: &[u8]) {
 /// non-canonical addresses or the top page of the lower half (never mapped by Linux).
 fn safe(addr: u64, len: u64) -> bool {
     let end = addr.wrapping_add(len);
-    let in_window = addr >= WINDOW + 0x8000 && end <= WINDOW + WINDOW_SIZE && end > addr;
+    let inside = |w: u64| addr >= w + 0x8000 && end <= w + WINDOW_SIZE && end > addr;
+    let in_window = inside(WINDOW) || inside(LOW_WINDOW);
     let canonical = |a: u64| (a as i64) << 16 >> 16 == a as i64;
     let top = |a: u64| (0x7fff_ffff_0000..0x8000_0000_0000).contains(&a);
     let wild = (!canonical(addr) || top(addr)) && (!canonical(end) || top(end));
@@ -548,9 +572,10 @@ fn aim_branch(bytes: &mut [u8], ins: &mut Instruction, gpr: &mut [u64; 16], data
     let reg = |r: Register| crate::operand::gpr(r).0;
     let store = |ea: u64, data: &mut [u8]| {
         for (i, b) in LANDING.to_le_bytes().iter().enumerate() {
-            let off = ea.wrapping_add(i as u64).wrapping_sub(DATA);
-            if off < data.len() as u64 && off / 4096 != HOLE as u64 {
-                data[off as usize] = *b;
+            if let Some(off) = super::data_offset(ea.wrapping_add(i as u64)) {
+                if off / 4096 != HOLE {
+                    data[off] = *b;
+                }
             }
         }
     };

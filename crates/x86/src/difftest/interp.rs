@@ -3,7 +3,10 @@
 //! inaccessible page not present. The FP state goes in and out through the interpreter's own
 //! FXRSTOR and FXSAVE, run from a stub page the instruction never reaches.
 
-use super::{Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, READ_ONLY, WINDOW};
+use super::{
+    Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, LOW_DATA, LOW_WINDOW,
+    READ_ONLY, WINDOW,
+};
 use crate::cpu::{self, Fault, Segment};
 use crate::InterpVcpu;
 use machine::memory::GuestMemory;
@@ -14,6 +17,9 @@ const PML4: u64 = 0x1000;
 const PDPT: u64 = 0x2000;
 const PD: u64 = 0x3000;
 const PT: u64 = 0x4000;
+/// The low window's directory and table.
+const LOW_PD: u64 = 0x5000;
+const LOW_PT: u64 = 0x6000;
 const CODE_PHYS: u64 = 0x10000;
 const FX_PHYS: u64 = 0x12000;
 const STUB_PHYS: u64 = 0x13000;
@@ -57,9 +63,12 @@ impl Interp {
         pte(PT, page(CODE), CODE_PHYS);
         pte(PT, page(FX_IN), FX_PHYS);
         pte(PT, page(STUB), STUB_PHYS);
+        pte(PDPT, (LOW_WINDOW >> 30) & 511, LOW_PD);
+        pte(LOW_PD, (LOW_WINDOW >> 21) & 511, LOW_PT);
         for i in (0..DATA_PAGES as u64).filter(|&i| i != HOLE as u64) {
             let bits = if i == READ_ONLY as u64 { 5 } else { 7 };
             pte_with(PT, page(DATA) + i, DATA_PHYS + i * 4096, bits);
+            pte_with(LOW_PT, page(LOW_DATA) + i, DATA_PHYS + i * 4096, bits);
         }
         // fxrstor64 [rip+FX_IN] at STUB, fxsave64 [rip+FX_OUT] at STUB_SAVE.
         let rip_rel = |at: u64, op: u8, target: u64| {

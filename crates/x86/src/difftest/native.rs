@@ -3,8 +3,8 @@
 //! saves it, faults caught by signal handlers that read the trap from the signal's context.
 
 use super::{
-    Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, READ_ONLY, WINDOW,
-    WINDOW_SIZE,
+    Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, LOW_DATA, LOW_WINDOW,
+    READ_ONLY, WINDOW, WINDOW_SIZE,
 };
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -53,11 +53,12 @@ pub(crate) struct Native {
     _alt: Vec<u8>,
 }
 
-fn map_window() -> Result<(), String> {
+/// Reserves `WINDOW_SIZE` bytes at `at`, inaccessible.
+fn reserve(at: u64) -> Result<(), String> {
     // SAFETY: a fresh anonymous mapping at a fixed address that must not replace anything.
     let p = unsafe {
         libc::mmap(
-            WINDOW as *mut libc::c_void,
+            at as *mut libc::c_void,
             WINDOW_SIZE as usize,
             libc::PROT_NONE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE | libc::MAP_NORESERVE,
@@ -65,12 +66,45 @@ fn map_window() -> Result<(), String> {
             0,
         )
     };
-    if p == libc::MAP_FAILED || p as u64 != WINDOW {
+    if p == libc::MAP_FAILED || p as u64 != at {
         if p != libc::MAP_FAILED {
             // SAFETY: unmapping what the kernel placed elsewhere (an old kernel ignoring the flag).
             unsafe { libc::munmap(p, WINDOW_SIZE as usize) };
         }
-        return Err(format!("the address {WINDOW:#x} is taken in this process"));
+        return Err(format!("the address {at:#x} is taken in this process"));
+    }
+    Ok(())
+}
+
+fn map_window() -> Result<(), String> {
+    reserve(WINDOW)?;
+    reserve(LOW_WINDOW)?;
+    // The data pages: one shared memory file mapped in both windows.
+    // SAFETY: plain system calls on a file descriptor this function owns; the fixed mappings
+    // replace pages of the reservations made above.
+    unsafe {
+        let fd = libc::memfd_create(c"chr-vmm-difftest".as_ptr(), libc::MFD_CLOEXEC);
+        if fd < 0 || libc::ftruncate(fd, DATA_LEN as libc::off_t) != 0 {
+            return Err(format!("memfd: {}", std::io::Error::last_os_error()));
+        }
+        for at in [DATA, LOW_DATA] {
+            let p = libc::mmap(
+                at as *mut libc::c_void,
+                DATA_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd,
+                0,
+            );
+            if p as u64 != at {
+                libc::close(fd);
+                return Err(format!(
+                    "mapping the data pages at {at:#x}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        libc::close(fd);
     }
     let prot = |addr: u64, len: usize, prot: libc::c_int| {
         // SAFETY: changing the protection of pages inside the window mapped above.
@@ -82,8 +116,9 @@ fn map_window() -> Result<(), String> {
     };
     prot(CODE, 4096, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC)?;
     prot(CTX, 4096, libc::PROT_READ | libc::PROT_WRITE)?;
-    for i in (0..DATA_PAGES).filter(|&i| i != HOLE) {
-        prot(DATA + i as u64 * 4096, 4096, libc::PROT_READ | libc::PROT_WRITE)?;
+    for base in [DATA, LOW_DATA] {
+        prot(base + HOLE as u64 * 4096, 4096, libc::PROT_NONE)?;
+        prot(base + READ_ONLY as u64 * 4096, 4096, libc::PROT_READ)?;
     }
     // SAFETY: the code page is mapped read-write-execute above and the stubs fit in it.
     unsafe {
@@ -310,6 +345,12 @@ impl Native {
             w(C_IN + 8 * i as u64, s.gpr[i]);
         }
         protect(libc::PROT_READ);
+        // Linux fills page tables lazily: the low window's pages must be present, as the
+        // interpreter's are, or a store to the read-only one would fault as not present.
+        for i in (0..DATA_PAGES).filter(|&i| i != HOLE) {
+            // SAFETY: a read of a readable page of the low window.
+            unsafe { std::ptr::read_volatile((LOW_DATA + i as u64 * 4096) as *const u8) };
+        }
         w(C_FLAGS_IN, s.rflags);
         w(C_FAULTED, 0);
         w(C_TAKEN, 0);
