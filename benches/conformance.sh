@@ -80,5 +80,6 @@ fi
 echo
 echo "Why TCG differs (cases): $(for g in Integer X87 Mmx Sse; do
   grep "^conformance: group=$g " "$work/tcg.log" | field reasons | sed "s/^/$g: /; s/\$/;/"; done | tr '\n' ' ')"
+[ -f "$work/battery.log" ] && echo "Battery test: $(grep -m1 '^test result' "$work/battery.log" || echo 'no result')"
 [ -f "$work/battery.log" ] && echo "Battery: $(grep '^conformance: group=Battery' "$work/battery.log" | sed 's/^conformance: group=Battery //' | tr '\n' ';')"
 echo "Took $(( $(date +%s) - started )) s."

@@ -212,10 +212,13 @@ fn conformance(flavour: &str, interp: &Run, tcg: &Run, host: &Run) {
     let keys: Vec<(&str, &str)> =
         host.lines.iter().filter(|(k, _)| !ignored(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
     for (side, run) in [("interpreter", interp), ("tcg", tcg), ("native", host)] {
-        let pass = keys.iter().filter(|(k, v)| run.get(k) == Some(*v)).count();
+        let missed: Vec<&str> =
+            keys.iter().filter(|(k, v)| run.get(k) != Some(*v)).map(|(k, _)| *k).collect();
         eprintln!(
-            "conformance: group=Battery side={side} flavour={flavour} cases={} pass={pass}",
-            keys.len()
+            "conformance: group=Battery side={side} flavour={flavour} cases={} pass={} missed={}",
+            keys.len(),
+            keys.len() - missed.len(),
+            missed.join(",")
         );
     }
 }
