@@ -10,7 +10,6 @@ PKGS=(
   gcc libc6-dev xz-utils  # the battery guest's static C programs and its xz data
   nasm                    # the MBR test program
   acpica-tools            # iasl: checks our DSDT
-  bc                      # the nested-KVM harness
   pkg-config libslirp-dev libglib2.0-dev  # user-mode networking
   vncsnapshot             # the VNC tests' screenshot client
   tesseract-ocr tesseract-ocr-eng  # reads the guest's screen back as text

@@ -3,7 +3,7 @@
 //! and precision controls, masked and unmasked exceptions) and the same memory operand.
 
 // Elsewhere only the skip remains.
-#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
 
 use super::tests_gen::{image, memory, Rng};
 use crate::cpu;
