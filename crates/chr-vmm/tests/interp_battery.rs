@@ -206,6 +206,23 @@ fn differences(flavour: &str, interp: &Run, tcg: &Run, host: Option<&Run>) -> Ve
     diffs
 }
 
+/// Prints, per side, how many of the host's lines (the battery's portable part, natively the
+/// reference) the interpreter's and TCG's runs repeat exactly, for benches/conformance.sh.
+fn conformance(flavour: &str, interp: &Run, tcg: &Run, host: &Run) {
+    let keys: Vec<(&str, &str)> =
+        host.lines.iter().filter(|(k, _)| !ignored(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for (side, run) in [("interpreter", interp), ("tcg", tcg), ("native", host)] {
+        let missed: Vec<&str> =
+            keys.iter().filter(|(k, v)| run.get(k) != Some(*v)).map(|(k, _)| *k).collect();
+        eprintln!(
+            "conformance: group=Battery side={side} flavour={flavour} cases={} pass={} missed={}",
+            keys.len(),
+            keys.len() - missed.len(),
+            missed.join(",")
+        );
+    }
+}
+
 /// `c64.x87` for `c64.x87.fsqrt2`; the C program's sections end with a `SECTION.end` line, or
 /// say `SECTION not present` when CPUID lacks their extension.
 fn section_of(key: &str) -> String {
@@ -303,6 +320,9 @@ fn one_flavour(flavour: &str, work: &Path) -> (Vec<String>, Option<String>) {
             interp.lines.len()
         ));
         return (failures, None);
+    }
+    if let Some(h) = &host {
+        conformance(flavour, &interp, &tcg, h);
     }
     let diffs = differences(flavour, &interp, &tcg, host.as_ref());
     let report = Some(format!(

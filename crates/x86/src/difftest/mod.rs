@@ -10,6 +10,9 @@
 //! `CHR_VMM_DIFF_CASES=N` sets the cases per instruction form (100 by default, 24 for x87),
 //! `CHR_VMM_DIFF_REPORT=dir` writes each
 //! group's summary and every difference found (two examples per form) to `dir/<group>.txt`.
+//! `CHR_VMM_DIFF_RECORD=dir` and `CHR_VMM_DIFF_REPLAY=dir` measure another CPU (QEMU TCG,
+//! through `qemu-x86_64`) against the host's recorded outcomes (see `record`);
+//! `benches/conformance.sh` uses them.
 //!
 //! The layout is shared by both runners: a 1 MiB window at `WINDOW` that holds the code page,
 //! and five data pages, the third of which is inaccessible and the fifth read-only, so that
@@ -25,6 +28,8 @@ pub(crate) mod gen;
 pub(crate) mod interp;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod native;
+#[cfg(target_arch = "x86_64")]
+mod record;
 #[cfg(test)]
 mod regress;
 mod tests;

@@ -18,7 +18,10 @@ struct Tally {
 /// per mnemonic.
 #[cfg(target_arch = "x86_64")]
 fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, String> {
+    use super::record::Mode;
     let amd = std::fs::read_to_string("/proc/cpuinfo").map(|s| s.contains("AuthenticAMD")).unwrap_or(false);
+    let mut mode = super::record::mode(&format!("{group:?}").to_lowercase(), amd)?;
+    let amd = if let Mode::Replay(r) = &mode { r.amd } else { amd };
     let mut native = super::native::Native::new()?;
     let mut interp = Interp::new();
     let forms = gen::forms(group, amd);
@@ -26,6 +29,9 @@ fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, St
     let mut out = Vec::new();
     let mut total = 0;
     let mut rng = Rng(seed);
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    // Replaying: the cases the host ran without a fault, and how many of them matched.
+    let mut clean = (0usize, 0usize);
     for code in &forms {
         let t = tally.entry(format!("{:?}", code.mnemonic())).or_default();
         t.forms += 1;
@@ -41,6 +47,32 @@ fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, St
             t.cases += 1;
             let pre = if rng.chance(30) { gen::flag_setter(&mut rng, &ins) } else { Vec::new() };
             let want = native.run(&pre, &bytes, &state);
+            match &mut mode {
+                Mode::Normal => {}
+                Mode::Record(r) => r.write(total as u32, &pre, &bytes, &state, &want),
+                // The other CPU's outcome against the host's; the interpreter is not run.
+                Mode::Replay(r) => {
+                    let host = r.next(total as u32, &pre, &bytes, &state)?;
+                    let d = super::compare::diff(&ins, &state, &host, &want);
+                    if host.trap.is_none() {
+                        clean.0 += 1;
+                        clean.1 += d.is_empty() as usize;
+                    }
+                    if !d.is_empty() {
+                        t.diffs += 1;
+                        *reasons.entry(reason(&host, &want)).or_default() += 1;
+                        shown += 1;
+                        if shown <= 2 {
+                            // "host" is the recorded host, "interpreter" the CPU replaying.
+                            out.push(format!(
+                                "{code:?} `{ins}` ({bytes:02x?}) after {pre:02x?}\n  {}",
+                                d.join("\n  ")
+                            ));
+                        }
+                    }
+                    continue;
+                }
+            }
             if want.trap.is_some() {
                 t.faults += 1;
             }
@@ -75,6 +107,17 @@ fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, St
         );
     }
     eprintln!("{summary}");
+    // One line for benches/conformance.sh: the cases that matched the host.
+    let differ: usize = tally.values().map(|t| t.diffs).sum();
+    let side = if let Mode::Replay(_) = mode { "other" } else { "interpreter" };
+    let why: Vec<String> = reasons.iter().map(|(r, n)| format!("{r}:{n}")).collect();
+    eprintln!(
+        "conformance: group={group:?} side={side} cases={total} pass={} clean={} clean_pass={} reasons={}",
+        total - differ,
+        clean.0,
+        clean.1,
+        why.join(",")
+    );
     // The whole list (two examples per form) for whoever works on the group.
     if let Ok(dir) = std::env::var("CHR_VMM_DIFF_REPORT") {
         let path = std::path::Path::new(&dir).join(format!("{group:?}.txt").to_lowercase());
@@ -82,7 +125,29 @@ fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, St
             eprintln!("cannot write {}: {e}", path.display());
         }
     }
+    // Another CPU's differences are a measurement, not a failure of the interpreter.
+    if let Mode::Replay(_) = mode {
+        return Ok(Vec::new());
+    }
     Ok(out)
+}
+
+/// Why another CPU's outcome differs from the host's, in a word: the fault it raised where
+/// the host raised none or another, or the first kind of state that differs.
+#[cfg(target_arch = "x86_64")]
+fn reason(host: &super::Outcome, other: &super::Outcome) -> String {
+    match (host.trap, other.trap) {
+        // qemu-x86_64 reports its page faults with trap number -1 in the signal frame.
+        (Some(_), Some(o)) if o.vector == 0xff => "trapno-unknown".into(),
+        (None, Some(o)) if o.vector == 0xff => "faults-trapno-unknown".into(),
+        (h, Some(o)) if h.map(|h| h.vector) != Some(o.vector) => format!("raises-{}", o.vector),
+        (Some(h), None) => format!("misses-{}", h.vector),
+        (Some(h), Some(o)) if h != o => "fault-details".into(),
+        _ if host.state.gpr != other.state.gpr || host.state.rip != other.state.rip => "registers".into(),
+        _ if host.state.rflags != other.state.rflags => "rflags".into(),
+        _ if host.state.fx != other.state.fx => "fp-state".into(),
+        _ => "memory".into(),
+    }
 }
 
 /// The FP state an instruction reads, for the report: control words and the x87, MMX and
