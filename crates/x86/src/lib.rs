@@ -34,6 +34,8 @@ mod fast_alu;
 mod fast_flow;
 mod fast_syscall;
 mod flags;
+#[cfg(feature = "jit")]
+mod jit;
 mod msr;
 mod operand;
 mod phys;
@@ -43,6 +45,8 @@ mod x87;
 
 pub use cpu::{Cpu, Fault, Segment, TableReg};
 pub use phys::PhysMem;
+#[cfg(feature = "jit")]
+pub use jit::{jit_stats, jit_threshold, set_jit, JitStats, DEFAULT_THRESHOLD};
 
 use machine::memory::GuestMemory;
 use machine::vcpu::{IoHandler, Vcpu, VcpuError, VcpuExit, VcpuKick};
