@@ -31,7 +31,8 @@ impl Arena {
         unsafe {
             region::protect(p, code.len(), Protection::READ_WRITE).ok()?;
             std::ptr::copy_nonoverlapping(code.as_ptr(), p, code.len());
-            wasmtime_internal_jit_icache_coherence::clear_cache(p as *const std::ffi::c_void, code.len()).ok()?;
+            wasmtime_internal_jit_icache_coherence::clear_cache(p as *const std::ffi::c_void, code.len())
+                .ok()?;
             region::protect(p, code.len(), Protection::READ_EXECUTE).ok()?;
         }
         // Other threads never run this arena's code; the flush is for this core's pipeline.

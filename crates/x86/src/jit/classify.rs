@@ -36,26 +36,79 @@ pub(crate) struct Mem {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Kind {
     /// ALU operation `k` of size `s`: destination (a register or memory), source.
-    Alu { k: u8, s: u8, dst: Val, src: Val },
-    Mov { s: u8, dst: Val, src: Val },
+    Alu {
+        k: u8,
+        s: u8,
+        dst: Val,
+        src: Val,
+    },
+    Mov {
+        s: u8,
+        dst: Val,
+        src: Val,
+    },
     /// MOVZX/MOVSX/MOVSXD into register `d`.
-    Movx { sign: bool, ss: u8, ds: u8, d: u8, src: Val },
-    Lea { s: u8, d: u8 },
-    IncDec { inc: bool, s: u8, dst: Val },
-    Neg { s: u8, d: u8 },
-    Not { s: u8, d: u8 },
-    Jcc { cc: u8, target: u64 },
+    Movx {
+        sign: bool,
+        ss: u8,
+        ds: u8,
+        d: u8,
+        src: Val,
+    },
+    Lea {
+        s: u8,
+        d: u8,
+    },
+    IncDec {
+        inc: bool,
+        s: u8,
+        dst: Val,
+    },
+    Neg {
+        s: u8,
+        d: u8,
+    },
+    Not {
+        s: u8,
+        d: u8,
+    },
+    Jcc {
+        cc: u8,
+        target: u64,
+    },
     /// A direct JMP; `followed` when the block goes on at its target.
-    Jmp { target: u64, followed: bool },
+    Jmp {
+        target: u64,
+        followed: bool,
+    },
     /// JMP through a register or memory of size `s`.
-    JmpInd { s: u8, src: Val },
+    JmpInd {
+        s: u8,
+        src: Val,
+    },
     /// A direct CALL pushing `os` bytes.
-    Call { os: u8, target: u64, followed: bool },
-    CallInd { os: u8, src: Val },
+    Call {
+        os: u8,
+        target: u64,
+        followed: bool,
+    },
+    CallInd {
+        os: u8,
+        src: Val,
+    },
     /// RET of `os` bytes, releasing `imm` more.
-    Ret { os: u8, imm: u64 },
-    Push { s: u8, src: Val },
-    Pop { s: u8, d: u8 },
+    Ret {
+        os: u8,
+        imm: u64,
+    },
+    Push {
+        s: u8,
+        src: Val,
+    },
+    Pop {
+        s: u8,
+        d: u8,
+    },
     Nop,
 }
 
@@ -71,7 +124,14 @@ impl Kind {
     /// Whether the instruction uses the stack (only compiled for 64-bit code, whose stack
     /// width does not depend on SS).
     pub(crate) fn uses_stack(&self) -> bool {
-        matches!(self, Kind::Call { .. } | Kind::CallInd { .. } | Kind::Ret { .. } | Kind::Push { .. } | Kind::Pop { .. })
+        matches!(
+            self,
+            Kind::Call { .. }
+                | Kind::CallInd { .. }
+                | Kind::Ret { .. }
+                | Kind::Push { .. }
+                | Kind::Pop { .. }
+        )
     }
 }
 
@@ -94,7 +154,9 @@ pub(crate) fn classify(ins: &Instruction, bitness: u32, op: &Op) -> Option<JOp> 
     let n = ins.op_count();
     let o0 = if n > 0 { val(compile::operand(ins, 0, bitness, &mut scratch)) } else { None };
     let o1 = if n > 1 { val(compile::operand(ins, 1, bitness, &mut scratch)) } else { None };
-    let near = |i: &Instruction| matches!(i.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64);
+    let near = |i: &Instruction| {
+        matches!(i.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64)
+    };
     let kind = match ins.mnemonic() {
         m @ (M::Add | M::Or | M::And | M::Sub | M::Xor | M::Cmp | M::Test) if n == 2 => {
             let k = match m {
@@ -156,7 +218,9 @@ pub(crate) fn classify(ins: &Instruction, bitness: u32, op: &Op) -> Option<JOp> 
                 Kind::Not { s, d }
             }
         }
-        _ if ins.is_jcc_short_or_near() => Kind::Jcc { cc: compile::cc(ins)?, target: ins.near_branch_target() },
+        _ if ins.is_jcc_short_or_near() => {
+            Kind::Jcc { cc: compile::cc(ins)?, target: ins.near_branch_target() }
+        }
         M::Jmp if near(ins) => Kind::Jmp { target: ins.near_branch_target(), followed: !op.link },
         M::Jmp => {
             let (src, s) = o0?;

@@ -58,13 +58,31 @@ fn mem_flags() -> MemFlagsData {
 }
 
 impl<'a, 'b> Emit<'a, 'b> {
-    pub(crate) fn new(b: &'a mut FunctionBuilder<'b>, cpu: Value, l: &'a Layout, sigs: Sigs, bitness: u32) -> Self {
+    pub(crate) fn new(
+        b: &'a mut FunctionBuilder<'b>,
+        cpu: Value,
+        l: &'a Layout,
+        sigs: Sigs,
+        bitness: u32,
+    ) -> Self {
         let f = mem_flags();
         let gen0 = b.ins().load(I64, f, cpu, l.icache_gen);
         let cpl = b.ins().uload8(I64, f, cpu, l.cpl);
         let kernel = b.ins().icmp_imm_s(IntCC::NotEqual, cpl, 3);
         let kernel = b.ins().uextend(I64, kernel);
-        Self { b, cpu, l, sigs, bitness, regs: [None; 16], dirty: 0, lazy: None, lazy_dirty: false, gen0, kernel }
+        Self {
+            b,
+            cpu,
+            l,
+            sigs,
+            bitness,
+            regs: [None; 16],
+            dirty: 0,
+            lazy: None,
+            lazy_dirty: false,
+            gen0,
+            kernel,
+        }
     }
 
     fn k(&mut self, v: u64) -> Value {
@@ -352,7 +370,12 @@ impl<'a, 'b> Emit<'a, 'b> {
             }
             match l.op {
                 LazyOp::Sub if matches!(cc, 2 | 3 | 6 | 7) => {
-                    let c = [IntCC::UnsignedLessThan, IntCC::UnsignedGreaterThanOrEqual, IntCC::UnsignedLessThanOrEqual, IntCC::UnsignedGreaterThan][match cc {
+                    let c = [
+                        IntCC::UnsignedLessThan,
+                        IntCC::UnsignedGreaterThanOrEqual,
+                        IntCC::UnsignedLessThanOrEqual,
+                        IntCC::UnsignedGreaterThan,
+                    ][match cc {
                         2 => 0,
                         3 => 1,
                         6 => 2,
@@ -361,7 +384,12 @@ impl<'a, 'b> Emit<'a, 'b> {
                     return self.b.ins().icmp(c, l.a, l.b);
                 }
                 LazyOp::Sub if cc >= 12 => {
-                    let c = [IntCC::SignedLessThan, IntCC::SignedGreaterThanOrEqual, IntCC::SignedLessThanOrEqual, IntCC::SignedGreaterThan][(cc - 12) as usize];
+                    let c = [
+                        IntCC::SignedLessThan,
+                        IntCC::SignedGreaterThanOrEqual,
+                        IntCC::SignedLessThanOrEqual,
+                        IntCC::SignedGreaterThan,
+                    ][(cc - 12) as usize];
                     let a = self.sx(l.a, l.size);
                     let b = self.sx(l.b, l.size);
                     return self.b.ins().icmp(c, a, b);

@@ -10,6 +10,9 @@ mod arena;
 mod classify;
 mod emit;
 mod helpers;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 
 use crate::block::{Op, Step};
 use crate::cpu::Cpu;
@@ -113,7 +116,12 @@ pub(crate) struct Jit {
 impl Jit {
     /// A compiler for this host, if the tier is on and the host is supported.
     pub(crate) fn new_if_enabled() -> Option<Box<Self>> {
-        let threshold = jit_threshold()?;
+        Self::new(jit_threshold()?)
+    }
+
+    /// A compiler for this host compiling blocks after `threshold` runs; None when Cranelift
+    /// does not support the host.
+    pub(crate) fn new(threshold: u32) -> Option<Box<Self>> {
         let mut flags = settings::builder();
         flags.set("opt_level", "speed").ok()?;
         let isa = cranelift_native::builder().ok()?.finish(settings::Flags::new(flags)).ok()?;
@@ -132,7 +140,14 @@ impl Jit {
     /// Compiles the leading ops of the block whose ops are `ops` (decoded at `bitness` from
     /// the page at `page`, the first at offset `off`, RIP `rip`); None when not even the
     /// first op is in the compiled subset.
-    pub(crate) fn compile(&mut self, ops: &[Op], page: *const u8, off: usize, rip: u64, bitness: u32) -> Option<JitFn> {
+    pub(crate) fn compile(
+        &mut self,
+        ops: &[Op],
+        page: *const u8,
+        off: usize,
+        rip: u64,
+        bitness: u32,
+    ) -> Option<JitFn> {
         let t0 = Instant::now();
         // SAFETY: `page` is the mapped 4 KiB page the block was decoded from.
         let bytes = unsafe { std::slice::from_raw_parts(page, 4096) };
