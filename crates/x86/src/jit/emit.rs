@@ -2,10 +2,10 @@
 //! exits (taken jumps, faults, slow paths that changed decoded code) that write the guest
 //! state back and return.
 //!
-//! Guest registers and the lazy-flags record are kept in SSA values along the main path and
-//! stored only at exits. Every instruction does its memory accesses before it changes any
-//! of that state, so an exit taken on a fault stores the state from before the faulting
-//! instruction: it restarts exactly.
+//! Guest registers and the lazy-flags record are read once into SSA values and written
+//! through to `Cpu` as instructions change them. Every instruction does its memory accesses
+//! before it changes any of that state, so at an exit taken on a fault memory holds the
+//! state from before the faulting instruction: it restarts exactly.
 
 use super::classify::{JOp, Kind, Mem, Val, ADD, AND, CMP, OR, SUB, TEST, XOR};
 use super::helpers::Layout;
@@ -43,9 +43,7 @@ pub(crate) struct Emit<'a, 'b> {
     pub(crate) sigs: Sigs,
     pub(crate) bitness: u32,
     regs: [Option<Value>; 16],
-    dirty: u16,
     lazy: Option<LazyV>,
-    lazy_dirty: bool,
     gen0: Value,
     /// 1 when the CPL is not 3 (user pages and supervisor pages are both accessible).
     kernel: Value,
@@ -70,19 +68,7 @@ impl<'a, 'b> Emit<'a, 'b> {
         let cpl = b.ins().uload8(I64, f, cpu, l.cpl);
         let kernel = b.ins().icmp_imm_s(IntCC::NotEqual, cpl, 3);
         let kernel = b.ins().uextend(I64, kernel);
-        Self {
-            b,
-            cpu,
-            l,
-            sigs,
-            bitness,
-            regs: [None; 16],
-            dirty: 0,
-            lazy: None,
-            lazy_dirty: false,
-            gen0,
-            kernel,
-        }
+        Self { b, cpu, l, sigs, bitness, regs: [None; 16], lazy: None, gen0, kernel }
     }
 
     fn k(&mut self, v: u64) -> Value {
@@ -128,42 +114,34 @@ impl<'a, 'b> Emit<'a, 'b> {
         };
         let r = r as usize & 15;
         self.regs[r] = Some(v);
-        self.dirty |= 1 << r;
+        // Written through at once: an instruction changes state only after its last access
+        // that can fault, so memory always holds the state an exit needs.
+        self.b.ins().store(mem_flags(), v, self.cpu, self.l.regs + 8 * r as i32);
     }
 
+    /// Records an operation's flags, written through like registers (the operation and size
+    /// only when they differ from the last record this block stored).
     fn set_lazy(&mut self, op: LazyOp, size: u8, a: Value, b: Value, res: Value, cin: Value) {
-        self.lazy = Some(LazyV { op, size, a, b, res, cin });
-        self.lazy_dirty = true;
-    }
-
-    /// Stores the lazy-flags record if the compiled code changed it.
-    fn store_lazy(&mut self) {
-        let Some(l) = self.lazy.filter(|_| self.lazy_dirty) else { return };
         let f = mem_flags();
-        let op = self.k(l.op as u64);
-        let size = self.k(l.size as u64);
         let lz = self.l.lazy;
-        self.b.ins().store(f, op, self.cpu, lz.op);
-        self.b.ins().store(f, size, self.cpu, lz.size);
-        self.b.ins().store(f, l.a, self.cpu, lz.a);
-        self.b.ins().store(f, l.b, self.cpu, lz.b);
-        self.b.ins().store(f, l.res, self.cpu, lz.res);
-        self.b.ins().store(f, l.cin, self.cpu, lz.cin);
+        let same = self.lazy.is_some_and(|l| l.op == op && l.size == size);
+        if !same {
+            let o = self.k(op as u64);
+            let sz = self.k(size as u64);
+            self.b.ins().store(f, o, self.cpu, lz.op);
+            self.b.ins().store(f, sz, self.cpu, lz.size);
+        }
+        self.b.ins().store(f, a, self.cpu, lz.a);
+        self.b.ins().store(f, b, self.cpu, lz.b);
+        self.b.ins().store(f, res, self.cpu, lz.res);
+        self.b.ins().store(f, cin, self.cpu, lz.cin);
+        self.lazy = Some(LazyV { op, size, a, b, res, cin });
     }
 
-    /// Writes the guest state back and returns `kind` for op `i` (RIP too when given).
+    /// Returns `kind` for op `i` (setting RIP when given); the rest of the state is in memory.
     fn exit_here(&mut self, kind: u64, i: usize, rip: Option<Value>) {
-        let f = mem_flags();
-        for r in 0..16 {
-            if self.dirty & (1 << r) != 0 {
-                if let Some(v) = self.regs[r] {
-                    self.b.ins().store(f, v, self.cpu, self.l.regs + 8 * r as i32);
-                }
-            }
-        }
-        self.store_lazy();
         if let Some(rip) = rip {
-            self.b.ins().store(f, rip, self.cpu, self.l.rip);
+            self.b.ins().store(mem_flags(), rip, self.cpu, self.l.rip);
         }
         let code = self.k((i as u64) << 8 | kind);
         self.b.ins().return_(&[code]);
@@ -343,8 +321,6 @@ impl<'a, 'b> Emit<'a, 'b> {
                 return self.b.ins().uextend(I64, c);
             }
         }
-        self.store_lazy();
-        self.lazy_dirty = false;
         let callee = self.k(super::helpers::jit_carry as *const () as usize as u64);
         let call = self.b.ins().call_indirect(self.sigs.carry, callee, &[self.cpu]);
         let r = self.b.inst_results(call)[0];
@@ -421,8 +397,6 @@ impl<'a, 'b> Emit<'a, 'b> {
                 _ => {}
             }
         }
-        self.store_lazy();
-        self.lazy_dirty = false;
         let callee = self.k(super::helpers::jit_cond as *const () as usize as u64);
         let c = self.b.ins().iconst(I32, cc as i64);
         let call = self.b.ins().call_indirect(self.sigs.cond, callee, &[self.cpu, c]);
