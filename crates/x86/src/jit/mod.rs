@@ -45,6 +45,9 @@ pub const DEFAULT_THRESHOLD: u32 = 1000;
 /// Code arena per vCPU; when full it is emptied and compiling starts over.
 const ARENA_BYTES: usize = 64 << 20;
 
+/// The fewest leading instructions compiled for a block that goes on in the interpreter.
+const MIN_HEAD: usize = 4;
+
 const UNSET: u32 = u32::MAX;
 const OFF: u32 = u32::MAX - 1;
 static MODE: AtomicU32 = AtomicU32::new(UNSET);
@@ -145,8 +148,8 @@ impl Jit {
     }
 
     /// Compiles the leading ops of the block whose ops are `ops` (decoded at `bitness` from
-    /// the page at `page`, the first at offset `off`, RIP `rip`); None when not even the
-    /// first op is in the compiled subset.
+    /// the page at `page`, the first at offset `off`, RIP `rip`); None when fewer than
+    /// `MIN_HEAD` leading ops (and not all) are in the compiled subset.
     pub(crate) fn compile(
         &mut self,
         ops: &[Op],
@@ -174,7 +177,10 @@ impl Jit {
                 None => break,
             }
         }
-        if jops.is_empty() {
+        // A short compiled head before interpreted ops saves less than the call costs (the
+        // forced mode of tests compiles any head, so that every form runs compiled).
+        let min_head = if self.threshold == 0 { 1 } else { MIN_HEAD };
+        if jops.len() < ops.len().min(min_head) {
             return None;
         }
         let call_conv = self.isa.default_call_conv();
