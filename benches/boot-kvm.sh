@@ -3,7 +3,7 @@
 # test-guest disk in the same run, N times each, via `chr-vmm bench boot`.
 #
 # This workplace's own /dev/kvm (kvm-pvm) cannot run Linux, so by default the benchmark runs
-# inside ../shared/tools/nested-kvm/run-nested.sh (an L1 Linux under QEMU TCG whose nested SVM
+# inside scripts/nested-kvm.sh (an L1 Linux under QEMU TCG whose nested SVM
 # gives a real /dev/kvm); absolute times there are ~3-4x slower than bare metal, but both VMMs
 # pay the same. On a host with real KVM, pass --host to run it directly.
 #
@@ -30,5 +30,5 @@ mkdir -p /var/tmp
   --qemu $(command -v qemu-system-x86_64) --qemu-data /payload/qemu-data /payload/guest.img
 RUN
 chmod +x "$payload/run"
-bash ../shared/tools/nested-kvm/run-nested.sh -t 900 -L "$payload/chr-vmm" -L "$(command -v qemu-system-x86_64)" "$payload" \
-  | sed -n '/^vmm /,/^L1-PAYLOAD-EXIT/p'
+scripts/nested-kvm.sh -t 900 -L "$payload/chr-vmm" -L "$(command -v qemu-system-x86_64)" "$payload" \
+  | sed -n '/^vmm /,/^NESTED-KVM: status/p'

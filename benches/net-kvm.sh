@@ -5,9 +5,9 @@
 # the latency of small requests.
 #
 # This workplace's own /dev/kvm (kvm-pvm) cannot run Linux, so by default the benchmark runs
-# inside ../shared/tools/nested-kvm/run-nested.sh (an L1 Linux under QEMU TCG whose nested SVM
-# gives a real /dev/kvm); absolute figures there are far below bare metal, but both VMMs pay the
-# same. L1 gets the nested kernel's tun.ko so that the tap rows run too. On a host with real KVM,
+# inside scripts/nested-kvm.sh (an L1 Linux under QEMU TCG whose nested SVM gives a real
+# /dev/kvm); absolute figures there are far below bare metal, but both VMMs pay the same. L1
+# loads its kernel's tun module (-M tun) so that the tap rows run too. On a host with real KVM,
 # pass --host to run it directly (tap rows only as root with /dev/net/tun).
 #
 # Usage: benches/net-kvm.sh [--host] [--backend user,tap] [MIB [REPEAT [REQUESTS]]]
@@ -30,18 +30,14 @@ payload=$(mktemp -d /tmp/chr-vmm-bench.XXXXXX); trap 'rm -rf "$payload"' EXIT
 cp "${CARGO_TARGET_DIR:-target}"/release/chr-vmm "$guest/guest.img" /usr/share/seabios/bios-256k.bin "$payload/"
 mkdir -p "$payload/qemu-data"
 cp /usr/share/seabios/bios-256k.bin /usr/share/qemu/kvmvapic.bin /usr/share/qemu/linuxboot_dma.bin "$payload/qemu-data/"
-# L1's kernel is the harness's; its tun module lets both VMMs create a tap there.
-tun=${NESTED_CACHE:-/var/tmp/nested-kvm}/kernel/modules/kernel/drivers/net/tun.ko
-[ -f "$tun" ] && cp "$tun" "$payload/" || echo "net-kvm: no $tun yet (the harness downloads it on first use); tap rows are skipped" >&2
 cat > "$payload/run" <<RUN
 #!/bin/sh
 mkdir -p /var/tmp
 ip link set lo up
-[ -f /payload/tun.ko ] && insmod /payload/tun.ko
 /payload/chr-vmm bench net ${backend[*]} --mib $mib --repeat $repeat --requests $requests --firmware /payload/bios-256k.bin \
   --qemu $qemu --qemu-data /payload/qemu-data /payload/guest.img
 RUN
 chmod +x "$payload/run"
 log=${NET_KVM_LOG:-/tmp/chr-vmm-net-kvm.log}
-bash ../shared/tools/nested-kvm/run-nested.sh -t 2400 -L "$payload/chr-vmm" -L "$qemu" "$payload" | tee "$log" \
-  | tr -d '\r' | sed -n -e '/^bench net:/p' -e '/^chr-vmm .* vs /,/^L1-PAYLOAD-EXIT/p'
+scripts/nested-kvm.sh -t 2400 -M tun -L "$payload/chr-vmm" -L "$qemu" "$payload" | tee "$log" \
+  | sed -n -e '/^bench net:/p' -e '/^chr-vmm .* vs /,/^NESTED-KVM: status/p'

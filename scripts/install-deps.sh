@@ -7,15 +7,17 @@ PKGS=(
   qemu-utils              # qemu-img: the reference for disk formats
   qemu-system-x86         # QEMU: the nested-KVM harness and the benchmark baseline
   syslinux syslinux-common mtools fdisk dosfstools busybox-static cpio  # the test guest
+  gcc libc6-dev xz-utils  # the battery guest's static C programs and its xz data
   nasm                    # the MBR test program
   acpica-tools            # iasl: checks our DSDT
-  bc                      # the nested-KVM harness
   pkg-config libslirp-dev libglib2.0-dev  # user-mode networking
   vncsnapshot             # the VNC tests' screenshot client
   tesseract-ocr tesseract-ocr-eng  # reads the guest's screen back as text
   python3 python3-pil python3-venv  # pixel checks; the venv that holds vncdotool
   docker.io               # the container image's build and test
 )
+# the battery guest's i386 program (gcc -m32); x86-64 hosts only
+[ "$(uname -m)" != x86_64 ] || PKGS+=(gcc-multilib)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -44,5 +46,14 @@ fi
 # Make the venv's vncdo visible to every test that looks on PATH.
 if ! vncdo_works vncdo && vncdo_works "$VENV/bin/vncdo" && [ -w /usr/local/bin ]; then
   ln -sf "$VENV/bin/vncdo" /usr/local/bin/vncdo
+fi
+# The battery guest boots both Debian kernels; fetch their .debs now (images/test-guest/build.sh
+# keeps them in $CHR_VMM_CACHE/debian-kernel), so that the tests need no network later.
+if [ "$(uname -m)" = x86_64 ]; then
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  for flavour in amd64 cloud-amd64; do
+    "$here/images/battery-guest/build.sh" "$flavour" >/dev/null \
+      || echo "[install-deps] the battery guest ($flavour) could not be built; its test will skip" >&2
+  done
 fi
 command -v cargo >/dev/null || { echo "[install-deps] cargo not found: install Rust (rustup or Debian's cargo)" >&2; exit 1; }

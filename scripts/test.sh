@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: install what is needed, then run the whole test suite
 # (unit tests, disk-format tests against qemu-img, end-to-end boots including the nested-KVM
-# boot). Tests that cannot run here record why in $CHR_VMM_SKIP_LOG; they are listed at the end.
+# boot), then the arm64 leg (the portable crates' unit tests built for aarch64, run under
+# qemu-aarch64). Tests that cannot run here record why in $CHR_VMM_SKIP_LOG; they are listed at
+# the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -25,15 +27,28 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --release -p chr-vmm
 status=0
 cargo test --release --workspace --no-fail-fast 2>&1 | tee /tmp/chr-vmm-test.log || status=$?
-passed=$(grep -Eo '^test result: .*' /tmp/chr-vmm-test.log | awk '{p+=$4; f+=$6} END {print p+0}')
-failed=$(grep -Eo '^test result: .*' /tmp/chr-vmm-test.log | awk '{p+=$4; f+=$6} END {print f+0}')
+# The arm64 leg: the portable crates built for aarch64 and their unit tests run under
+# qemu-aarch64 (scripts/arm64-leg.sh). Its results land in its own log, its skips (prefixed
+# "aarch64 ") in the skip log, and a leg that cannot run here in $legs_skipped.
+legs_skipped=${TMPDIR:-/tmp}/chr-vmm-legs-skipped.$$
+: > "$legs_skipped"
+CHR_VMM_LEG_SKIP=$legs_skipped scripts/arm64-leg.sh /tmp/chr-vmm-test-aarch64.log || status=1
+count() { # count FIELD: the sum of that field of every "test result:" line of both legs
+  { grep -shEo '^test result: .*' /tmp/chr-vmm-test.log /tmp/chr-vmm-test-aarch64.log || true; } \
+    | awk -v f="$1" '{n+=$f} END {print n+0}'
+}
+passed=$(count 4)
+failed=$(count 6)
 # One line per skipped part, named by its test: a test that skipped any part of itself counts
-# once, as skipped rather than passed.
-skipped=$(cut -d: -f1 "$CHR_VMM_SKIP_LOG" | sort -u | grep -c . || true)
-if [ "$skipped" -gt 0 ]; then
+# once, as skipped rather than passed. A whole leg that could not run counts as one skip and
+# was never among the passed.
+skipped_tests=$(cut -d: -f1 "$CHR_VMM_SKIP_LOG" | sort -u | grep -c . || true)
+skipped_legs=$(grep -c . "$legs_skipped" || true)
+if [ $((skipped_tests + skipped_legs)) -gt 0 ]; then
   echo "Skipped (the test, or part of it, did not run here; it says why):"
-  sed 's/^/  /' "$CHR_VMM_SKIP_LOG"
+  cat "$CHR_VMM_SKIP_LOG" "$legs_skipped" | sed 's/^/  /'
 fi
-passed=$((passed - skipped))
-echo "$passed passed, $failed failed, $skipped skipped"
+rm -f "$legs_skipped"
+passed=$((passed - skipped_tests))
+echo "$passed passed, $failed failed, $((skipped_tests + skipped_legs)) skipped"
 exit $status

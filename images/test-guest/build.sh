@@ -4,8 +4,14 @@
 # Usage: images/test-guest/build.sh
 #   Builds into $CHR_VMM_CACHE/test-guest (default /var/tmp/chr-vmm/test-guest) and prints that
 #   directory as its only stdout line (progress goes to stderr). Nothing is rebuilt while the stamp
-#   (sha256 of this script, of src/ and of everything under images/test-guest/rootfs/) still matches.
-#   Concurrent callers are serialised with flock. Set TEST_GUEST_FORCE=1 to rebuild anyway.
+#   (sha256 of this script, of src/, of everything under images/test-guest/rootfs/, of the overlay
+#   and of the settings below) still matches. Concurrent callers are serialised with flock. Set
+#   TEST_GUEST_FORCE=1 to rebuild anyway.
+# Settings (environment; the defaults build the test guest itself):
+#   TEST_GUEST_NAME=test-guest          output directory (and lock) under $CHR_VMM_CACHE
+#   TEST_GUEST_KERNEL=linux-image-amd64 the Debian kernel meta package (linux-image-cloud-amd64...)
+#   TEST_GUEST_OVERLAY=DIR              files copied into the initramfs over rootfs/
+#   TEST_GUEST_CMDLINE="..."            appended to the kernel command line
 #
 # Output directory:
 #   guest.img              raw MBR disk, 64 MiB: p1 FAT16 (bootable, SYSLINUX + kernel + initrd),
@@ -24,19 +30,32 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${CHR_VMM_CACHE:-/var/tmp/chr-vmm}
-OUT=$CACHE/test-guest
+NAME=${TEST_GUEST_NAME:-test-guest}
+KERNEL_META=${TEST_GUEST_KERNEL:-linux-image-amd64}
+OVERLAY=${TEST_GUEST_OVERLAY:-}
+EXTRA_CMDLINE=${TEST_GUEST_CMDLINE:-}
+OUT=$CACHE/$NAME
 APTLOG=$CACHE/test-guest-apt.log
-log() { echo "test-guest: $*" >&2; }
-die() { echo "test-guest: error: $*" >&2; exit 1; }
+log() { echo "$NAME: $*" >&2; }
+die() { echo "$NAME: error: $*" >&2; exit 1; }
+case $NAME in ""|*/*|.*) die "TEST_GUEST_NAME must be a plain directory name";; esac
+case $KERNEL_META in linux-image-*) ;; *) die "TEST_GUEST_KERNEL must be a linux-image-* package";; esac
+[ -z "$OVERLAY" ] || [ -d "$OVERLAY" ] || die "TEST_GUEST_OVERLAY $OVERLAY is not a directory"
 
 mkdir -p "$CACHE"
-exec 9>"$CACHE/test-guest.lock"
+exec 9>"$CACHE/$NAME.lock"
 flock 9
 
 # --- stamp: this script + the guest's own files ---------------------------------------------------
+tree_sums() { # tree_sums DIR: name, mode and sha256 of every file under DIR
+  (cd "$1" && find . -type f -o -type l | LC_ALL=C sort | while read -r f; do
+     printf '%s %s\n' "$f" "$(stat -c %a "$f")"; sha256sum "$f"; done)
+}
 stamp=$( { sha256sum "$HERE/build.sh" "$HERE"/src/*
-           (cd "$HERE" && find rootfs -type f -o -type l | LC_ALL=C sort | while read -r f; do
-              printf '%s %s\n' "$f" "$(stat -c %a "$f")"; sha256sum "$f"; done)
+           tree_sums "$HERE/rootfs"
+           # the default settings add nothing, so the test guest's stamp only depends on its files
+           if [ "$KERNEL_META" != linux-image-amd64 ] || [ -n "$OVERLAY$EXTRA_CMDLINE" ]; then
+             echo "kernel=$KERNEL_META cmdline=$EXTRA_CMDLINE"; [ -z "$OVERLAY" ] || tree_sums "$OVERLAY"; fi
          } | sha256sum | cut -d' ' -f1)
 if [ "${TEST_GUEST_FORCE:-0}" != 1 ] && [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$stamp" ]; then
   echo "$OUT"; exit 0
@@ -71,31 +90,40 @@ BB=/bin/busybox
 
 # fixed timestamps (initramfs, FAT) so that the raw image only changes when its inputs do
 export SOURCE_DATE_EPOCH=1700000000
-WORK=$(mktemp -d "$CACHE/test-guest.work.XXXXXX")
+WORK=$(mktemp -d "$CACHE/$NAME.work.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-# --- kernel: the package linux-image-amd64 depends on (the .deb is kept in the cache) --------------
-kpkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}'; }
+# --- kernel: the package $KERNEL_META depends on (the .deb is kept in the cache) -------------------
+kpkg() { apt-cache depends "$KERNEL_META" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}'; }
 pkg=$(kpkg || true)
 if [ -z "$pkg" ]; then
   log "refreshing apt package lists"; apt-get update -qq >>"$APTLOG" 2>&1 || true; apt_updated=1
   pkg=$(kpkg || true)
 fi
-[ -n "$pkg" ] || die "cannot find the kernel package linux-image-amd64 depends on"
+[ -n "$pkg" ] || die "cannot find the kernel package $KERNEL_META depends on"
 KDIR=$CACHE/debian-kernel; mkdir -p "$KDIR"
+# guests of other names may fetch kernels into the same directory at the same time
+exec 8>"$KDIR/.lock"
+flock 8
 deb=$(ls "$KDIR/${pkg}"_*.deb 2>/dev/null | head -1 || true)
 if [ -z "$deb" ]; then
   log "downloading $pkg"
   if ! (cd "$WORK" && apt-get download "$pkg" >>"$APTLOG" 2>&1); then
     [ $apt_updated = 0 ] || die "cannot download $pkg (see $APTLOG)"
     log "refreshing apt package lists"; apt-get update -qq >>"$APTLOG" 2>&1 || true; apt_updated=1
-    pkg=$(kpkg || true); [ -n "$pkg" ] || die "cannot find the kernel package linux-image-amd64 depends on"
+    pkg=$(kpkg || true); [ -n "$pkg" ] || die "cannot find the kernel package $KERNEL_META depends on"
     (cd "$WORK" && apt-get download "$pkg" >>"$APTLOG" 2>&1) || die "cannot download $pkg (see $APTLOG)"
   fi
-  rm -f "$KDIR"/linux-image-*.deb
+  # older versions of the same flavour go (linux-image-6.1.0-56-amd64 for ...-57-amd64, not -cloud-amd64)
+  flavour=${KERNEL_META#linux-image-}
+  for old in "$KDIR"/linux-image-*.deb; do
+    [ -e "$old" ] || continue
+    [[ $(basename "$old") =~ ^linux-image-[0-9][^_]*-[0-9]+-${flavour}_ ]] && rm -f "$old"
+  done
   mv "$WORK/${pkg}"_*.deb "$KDIR/"
   deb=$(ls "$KDIR/${pkg}"_*.deb | head -1)
 fi
+flock -u 8
 log "extracting $(basename "$deb")"
 X=$WORK/kernel; mkdir -p "$X"
 dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$X" --wildcards './boot/vmlinuz-*' './lib/modules/*'
@@ -140,6 +168,7 @@ mkdir -p "$R"/{bin,sbin,dev,proc,sys,tmp,run,root,var/log,lib/modules,etc}
 cp "$BB" "$R/bin/busybox"
 for a in $("$BB" --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
 cp -a "$HERE/rootfs/." "$R/"
+[ -z "$OVERLAY" ] || cp -a "$OVERLAY/." "$R/"
 $GUEST_CC -static -Os -s -o "$R/bin/udp-echo" "$HERE/src/udp-echo.c" || die "cannot build the guest's udp-echo with $GUEST_CC"
 ln -sf bin/busybox "$R/init"      # busybox init as PID 1, configured by /etc/inittab
 : > "$R/etc/modules"
@@ -155,7 +184,7 @@ cp "$X"/boot/vmlinuz-* "$WORK/vmlinuz"
 SECTORS=131072                 # 64 MiB
 P1_START=2048   P1_SIZE=120832 # 1 MiB .. 60 MiB
 P2_START=122880 P2_SIZE=8192   # 60 MiB .. 64 MiB (4 MiB of known data)
-CMDLINE="console=tty0 console=ttyS0,115200 quiet loglevel=3"
+CMDLINE="console=tty0 console=ttyS0,115200 quiet loglevel=3${EXTRA_CMDLINE:+ $EXTRA_CMDLINE}"
 IMG=$WORK/guest.img
 truncate -s $((SECTORS * 512)) "$IMG"
 sfdisk --quiet --no-reread --no-tell-kernel "$IMG" >/dev/null <<EOF
@@ -215,6 +244,8 @@ printf '%s\n' "${ORDER[@]}" > "$N/modules.txt"
 (cd "$WORK" && sha256sum p2.bin | cut -d' ' -f1) > "$N/data.sha256"
 (cd "$WORK" && md5sum p2.bin | cut -d' ' -f1) > "$N/data.md5"
 cat > "$N/info.txt" <<EOF
+name=$NAME
+kernel_meta=$KERNEL_META
 kernel_package=$pkg
 kernel_deb=$(basename "$deb")
 kernel_release=$kver

@@ -8,7 +8,7 @@ use crate::cpu::{Cpu, DS, FS};
 use crate::exec::Flow;
 use crate::fast_alu::*;
 use crate::fast_flow::*;
-use crate::operand::{gpr, seg_index};
+use crate::operand::{gpr, mem_segment};
 use iced_x86::{ConditionCode, Instruction, MemorySize, Mnemonic as M, OpKind, Register};
 
 /// Picks the monomorphised handler for a size in bytes (1, 2, 4, else 8).
@@ -205,7 +205,7 @@ pub(crate) fn mem(ins: &Instruction, bitness: u32, op: &mut Op) -> bool {
         4 => 0xffff_ffff,
         _ => u64::MAX,
     };
-    let seg = seg_index(ins.memory_segment());
+    let seg = mem_segment(ins, bitness);
     if seg > 5 {
         return false;
     }
@@ -289,6 +289,12 @@ pub(crate) fn compile(ins: &Instruction, bitness: u32, next: u64) -> Op {
         len: ins.len() as u8,
         ins: None,
     };
+    // The hot SSE forms keep the instruction: their handlers fall back to the exact path.
+    if let Some(h) = crate::fast_sse_pick::pick(ins, |o| mem(ins, bitness, o), &mut op) {
+        op.run = h;
+        op.ins = Some(Box::new(*ins));
+        return op;
+    }
     match pick(ins, bitness, &mut op) {
         Some((h, link)) => {
             op.run = h;

@@ -157,14 +157,33 @@ pub struct FpuState {
     pub fcw: u16,
     pub fsw: u16,
     pub ftw: u8,
-    /// The x87 registers as raw 80-bit values (kept for FXSAVE/FXRSTOR).
+    /// The x87 registers as raw 80-bit values, by physical register number.
     pub st: [u128; 8],
     pub top: u8,
+    /// The last non-control x87 instruction: opcode (11 bits), address and data pointer.
+    pub fop: u16,
+    pub fip: u64,
+    pub fcs: u16,
+    pub fdp: u64,
+    pub fds: u16,
 }
 
 impl Default for FpuState {
     fn default() -> Self {
-        Self { xmm: [0; 16], mxcsr: 0x1f80, fcw: 0x37f, fsw: 0, ftw: 0, st: [0; 8], top: 0 }
+        Self {
+            xmm: [0; 16],
+            mxcsr: 0x1f80,
+            fcw: 0x37f,
+            fsw: 0,
+            ftw: 0,
+            st: [0; 8],
+            top: 0,
+            fop: 0,
+            fip: 0,
+            fcs: 0,
+            fdp: 0,
+            fds: 0,
+        }
     }
 }
 
@@ -847,7 +866,7 @@ impl Cpu {
     /// names its first byte, as CR2 on a real CPU does).
     #[inline]
     fn probe_second_page(&mut self, lin: u64, size: usize) -> R<()> {
-        let last = lin.wrapping_add(size as u64 - 1);
+        let last = lin.wrapping_add(size.max(1) as u64 - 1);
         if (last ^ lin) >> 12 != 0 {
             self.tlb_lookup(last & !0xfff, Access::Write)?;
         }
@@ -858,7 +877,7 @@ impl Cpu {
     /// page is translated.
     #[inline]
     fn check_span(&self, lin: u64, size: usize) -> R<()> {
-        if self.long_mode() && !(canonical(lin) && canonical(lin.wrapping_add(size as u64 - 1))) {
+        if self.long_mode() && !(canonical(lin) && canonical(lin.wrapping_add(size.max(1) as u64 - 1))) {
             return Err(gp(0));
         }
         Ok(())

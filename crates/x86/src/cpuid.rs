@@ -30,12 +30,17 @@ const LEAF1_EDX: u32 = 1 // FPU
     | 1 << 16 // PAT
     | 1 << 17 // PSE36
     | 1 << 19 // CLFSH
+    | 1 << 23 // MMX
     | 1 << 24 // FXSR
     | 1 << 25 // SSE
     | 1 << 26; // SSE2
 
 /// Leaf 1 ECX.
-const LEAF1_ECX: u32 = 1 << 13 // CX16
+const LEAF1_ECX: u32 = 1 // SSE3
+    | 1 << 9 // SSSE3
+    | 1 << 13 // CX16
+    | 1 << 19 // SSE4.1
+    | 1 << 20 // SSE4.2
     | 1 << 23 // POPCNT
     | 1 << 30; // RDRAND
 
@@ -138,5 +143,72 @@ mod tests {
         let brand: Vec<u8> =
             (0x8000_0002..=0x8000_0004).flat_map(|l| c.cpuid(l, 0)).flat_map(|w| w.to_le_bytes()).collect();
         assert!(brand.starts_with(b"chr-vmm x86-64 interpreter\0"));
+    }
+}
+
+/// The instruction sets (as iced-x86 names them) that CPUID announces, and for each the
+/// CPUID leaf, register index (EAX=0 .. EDX=3) and bit that announce it.
+#[cfg(test)]
+pub(crate) const ANNOUNCED: &[(iced_x86::CpuidFeature, u32, usize, u32)] = {
+    use iced_x86::CpuidFeature as F;
+    &[
+        (F::FPU, 1, 3, 0),
+        (F::FPU287, 1, 3, 0),
+        (F::FPU387, 1, 3, 0),
+        (F::CX8, 1, 3, 8),
+        (F::SEP, 1, 3, 11),
+        (F::CMOV, 1, 3, 15),
+        (F::CLFSH, 1, 3, 19),
+        (F::MMX, 1, 3, 23),
+        (F::FXSR, 1, 3, 24),
+        (F::SSE, 1, 3, 25),
+        (F::SSE2, 1, 3, 26),
+        (F::SSE3, 1, 2, 0),
+        (F::SSSE3, 1, 2, 9),
+        (F::CMPXCHG16B, 1, 2, 13),
+        (F::SSE4_1, 1, 2, 19),
+        (F::SSE4_2, 1, 2, 20),
+        (F::POPCNT, 1, 2, 23),
+        (F::RDRAND, 1, 2, 30),
+        (F::SYSCALL, 0x8000_0001, 3, 11),
+        (F::X64, 0x8000_0001, 3, 29),
+    ]
+};
+
+#[cfg(test)]
+mod truth {
+    use super::ANNOUNCED;
+    use crate::difftest::gen::Group;
+    use crate::tests::real_mode_vcpu;
+    use iced_x86::CpuidFeature as F;
+
+    /// Instruction sets announced by CPUID whose instructions the host comparison cannot run
+    /// (they change privilege or read host-private state); each has unit tests of its own.
+    const TESTED_ELSEWHERE: &[(F, &str)] = &[
+        (F::SEP, "fast_syscall::tests"),
+        (F::SYSCALL, "fast_syscall::tests"),
+        (F::RDRAND, "system: host randomness"),
+    ];
+
+    #[test]
+    fn every_announced_instruction_set_is_compared_with_the_host_cpu() {
+        let mut v = real_mode_vcpu(&[]);
+        let c = v.cpu();
+        let groups = [Group::Integer, Group::X87, Group::Mmx, Group::Sse];
+        for &(feature, leaf, reg, bit) in ANNOUNCED {
+            assert_ne!(c.cpuid(leaf, 0)[reg] & 1 << bit, 0, "{feature:?} is listed but not announced");
+            let compared = groups.iter().any(|g| g.features().contains(&feature));
+            let elsewhere = TESTED_ELSEWHERE.iter().any(|(f, _)| *f == feature);
+            assert!(compared || elsewhere, "{feature:?} is announced but no differential group runs it");
+        }
+        // Nothing else is announced in leaf 1 ECX/EDX beyond the listed sets and the system
+        // features (PSE, TSC, MSR, PAE, APIC, MTRR, PGE, PAT, PSE36; CX16's neighbours).
+        let system_edx: u32 =
+            1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 9 | 1 << 12 | 1 << 13 | 1 << 16 | 1 << 17;
+        let listed = |leaf: u32, reg: usize| {
+            ANNOUNCED.iter().filter(|a| a.1 == leaf && a.2 == reg).fold(0u32, |m, a| m | 1 << a.3)
+        };
+        assert_eq!(c.cpuid(1, 0)[3] & !(listed(1, 3) | system_edx), 0, "leaf 1 EDX");
+        assert_eq!(c.cpuid(1, 0)[2] & !listed(1, 2), 0, "leaf 1 ECX");
     }
 }

@@ -856,6 +856,7 @@ impl Cpu {
             | M::Wait => {
                 if m == M::Wait {
                     self.fpu_check()?;
+                    self.x87_pending()?;
                 }
             }
             M::Reservednop => {}
@@ -1226,7 +1227,7 @@ impl Cpu {
         };
         let am = mask(asz);
         let rep = ins.has_rep_prefix() || ins.has_repne_prefix();
-        let src_seg = crate::operand::seg_index(ins.memory_segment());
+        let src_seg = crate::operand::mem_segment(ins, self.bitness);
         let src_seg = if src_seg > 5 { DS } else { src_seg };
         let step: u64 = if self.rflags & DF != 0 { (size as u64).wrapping_neg() } else { size as u64 };
         let mut count = if rep { self.reg(1, asz) } else { 1 };

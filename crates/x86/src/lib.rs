@@ -32,6 +32,8 @@ mod exec;
 mod exec_lock;
 mod fast_alu;
 mod fast_flow;
+mod fast_sse;
+mod fast_sse_pick;
 mod fast_syscall;
 mod flags;
 #[cfg(feature = "jit")]
@@ -355,3 +357,6 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests_diff;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests_fast_sse;

@@ -18,6 +18,22 @@ pub fn gpr(r: Register) -> (usize, u8, bool) {
     }
 }
 
+/// The segment of a memory operand: in 64-bit mode CS, DS, ES and SS overrides are ignored
+/// (a non-canonical address through RSP or RBP raises #SS, any other #GP, whatever the
+/// prefix), so the default segment stands unless the override is FS or GS.
+#[inline]
+pub fn mem_segment(ins: &Instruction, bitness: u32) -> usize {
+    let s = seg_index(ins.memory_segment());
+    if bitness == 64 && s < 4 {
+        match ins.memory_base() {
+            Register::RSP | Register::RBP => 2,
+            _ => 3,
+        }
+    } else {
+        s
+    }
+}
+
 /// The segment register index (ES=0 ... GS=5) of `r`.
 #[inline]
 pub fn seg_index(r: Register) -> usize {
@@ -79,7 +95,7 @@ impl Cpu {
 
     #[inline]
     pub fn mem_seg(&self, ins: &Instruction) -> usize {
-        seg_index(ins.memory_segment())
+        mem_segment(ins, self.bitness)
     }
 
     #[inline]

@@ -14,9 +14,9 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
-/// The project's shared tools folder (beside the repository).
-pub fn shared_tools() -> PathBuf {
-    repo_root().join("../shared/tools")
+/// One of the project's scripts (scripts/NAME).
+pub fn script(name: &str) -> PathBuf {
+    repo_root().join("scripts").join(name)
 }
 
 /// The chr-vmm binary under test.

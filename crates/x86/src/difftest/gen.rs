@@ -4,7 +4,7 @@
 //! aimed at a page boundary of the data pages (or a non-canonical address) and checked to stay
 //! inside the window before it may run natively.
 
-use super::{Rng, State, DATA, DATA_LEN, DATA_PAGES, INSN, WINDOW, WINDOW_SIZE};
+use super::{Rng, State, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, LOW_WINDOW, WINDOW, WINDOW_SIZE};
 use iced_x86::{
     Code, CpuidFeature as F, Decoder, DecoderOptions, EncodingKind, FlowControl, Instruction,
     InstructionInfoFactory, MandatoryPrefix, Mnemonic as M, OpCodeOperandKind as K, OpCodeTableKind,
@@ -21,7 +21,7 @@ pub(crate) enum Group {
 }
 
 impl Group {
-    fn features(self) -> &'static [F] {
+    pub(crate) fn features(self) -> &'static [F] {
         match self {
             Group::Integer => &[
                 F::INTEL8086,
@@ -47,7 +47,7 @@ impl Group {
 
 /// Instructions left out: they read host state the interpreter cannot share (descriptor
 /// tables, time, CPUID, random numbers, segment selectors) or would trap the test process
-/// itself (POPF can set TF and AC).
+/// itself.
 fn excluded(m: M) -> bool {
     matches!(
         m,
@@ -68,9 +68,6 @@ fn excluded(m: M) -> bool {
             | M::Verr
             | M::Verw
             | M::Xgetbv
-            | M::Popf
-            | M::Popfq
-            | M::Popfd
             | M::Lfs
             | M::Lgs
             | M::Lss
@@ -80,13 +77,51 @@ fn excluded(m: M) -> bool {
             | M::Int1
             | M::Int3
             | M::Into
-            | M::Wait
+    )
+}
+
+/// Instructions that only read a selector: the interpreter's are set to Linux's user ones
+/// (CS 0x33, SS 0x2b, the others null). Loads are left out (the host's descriptor tables and
+/// its FS/GS bases are its own).
+fn reads_selector(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Mov_rm16_Sreg
+            | Code::Mov_r32m16_Sreg
+            | Code::Mov_r64m16_Sreg
+            | Code::Pushw_FS
+            | Code::Pushq_FS
+            | Code::Pushw_GS
+            | Code::Pushq_GS
     )
 }
 
 /// Whether an operand is a segment register (their selectors differ from the host's).
 fn segment_operand(k: K) -> bool {
     matches!(k, K::es | K::cs | K::ss | K::ds | K::fs | K::gs | K::seg_reg)
+}
+
+/// Near branches, calls and returns with a 64-bit operand size: their targets can be aimed
+/// at `LANDING` (far ones load CS, 16-bit ones truncate RIP differently by vendor).
+fn near_branch(code: Code) -> bool {
+    let op = code.op_code();
+    matches!(
+        code.flow_control(),
+        FlowControl::UnconditionalBranch
+            | FlowControl::ConditionalBranch
+            | FlowControl::IndirectBranch
+            | FlowControl::Call
+            | FlowControl::IndirectCall
+            | FlowControl::Return
+    ) && op.operand_size() != 16
+        && !op.op_kinds().iter().any(|k| format!("{k:?}").contains("far") || format!("{k:?}").contains("r16"))
+        && !matches!(
+            code.mnemonic(),
+            M::Retf | M::Iret | M::Iretd | M::Iretq | M::Jmpe | M::Xbegin | M::Sysret
+        )
+        && !["rel16", "rm16", "Retnw", "m1616", "m1632", "m1664", "ptr16"]
+            .iter()
+            .any(|n| format!("{code:?}").contains(n))
 }
 
 /// The Codes of `group` this harness can run.
@@ -101,12 +136,14 @@ pub(crate) fn forms(group: Group, amd: bool) -> Vec<Code> {
             || !op.cpl3()
             || op.is_input_output()
             || op.decoder_option() != 0
-            || !(if amd { op.amd_decoder64() } else { op.intel_decoder64() })
+            // The waiting x87 forms decode as WAIT and the no-wait form.
             || op.fwait()
+            || !(if amd { op.amd_decoder64() } else { op.intel_decoder64() })
             || code.flow_control() != FlowControl::Next
                 && !matches!(code.mnemonic(), M::Ud0 | M::Ud1 | M::Ud2)
+                && !near_branch(code)
             || excluded(code.mnemonic())
-            || op.op_kinds().iter().any(|&k| segment_operand(k))
+            || op.op_kinds().iter().any(|&k| segment_operand(k)) && !reads_selector(code)
             // AMD raises #UD for 0F 0D with a register operand (a reserved NOP on Intel).
             || amd && format!("{code:?}").starts_with("Reservednop") && format!("{code:?}").ends_with("0F0D")
             // AMD reads four bytes for MOVSXD r16, m16 (Intel two).
@@ -136,6 +173,20 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
         } else if op.can_use_repne_prefix() && rng.chance(50) {
             b.push(0xf2);
         }
+        // LOOP/JECXZ on ECX, and 32-bit addressing (the low window) for memory operands.
+        let addresses = has_mem
+            || op
+                .op_kinds()
+                .iter()
+                .any(|k| ["rSI", "rDI", "rBX"].iter().any(|r| format!("{k:?}").contains(r)));
+        if op.address_size() == 32 || addresses && rng.chance(15) {
+            b.push(0x67);
+        }
+        // Segment overrides other than FS and GS are ignored in 64-bit mode, but SS decides
+        // between #SS and #GP for a non-canonical address.
+        if rng.chance(15) {
+            b.push([0x26, 0x2e, 0x36, 0x3e][rng.below(4) as usize]);
+        }
         if op.operand_size() == 16 {
             b.push(0x66);
         }
@@ -146,6 +197,10 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
             _ => {}
         }
         let w = op.w() == 1 || (op.operand_size() == 64 && !op.default_op_size64() && !op.force_op_size64());
+        // REX.W overrides a 66 prefix.
+        if w && op.mandatory_prefix() != MandatoryPrefix::P66 && rng.chance(10) {
+            b.push(0x66);
+        }
         let rex = if w { 0x48 } else { 0x40 } | (rng.next() & 7) as u8;
         // F3 REX.B 90 exchanges R8 with RAX on the host; iced decodes it as PAUSE.
         if (w || rng.chance(50)) && code != Code::Pause {
@@ -179,15 +234,11 @@ pub(crate) fn template(code: Code, rng: &mut Rng) -> Option<(Vec<u8>, Instructio
         }
         let mut d = Decoder::with_ip(64, &b, INSN, DecoderOptions::NONE);
         let ins = d.decode();
-        if ins.is_invalid() || ins.code() != code || ins.segment_prefix() != Register::None {
+        if ins.is_invalid()
+            || ins.code() != code
+            || matches!(ins.segment_prefix(), Register::FS | Register::GS)
+        {
             continue;
-        }
-        // 32-bit addressing cannot reach the window.
-        if ins.op_kinds().any(|k| k == iced_x86::OpKind::Memory) && ins.memory_base() != Register::RIP {
-            let r = if ins.memory_base() != Register::None { ins.memory_base() } else { ins.memory_index() };
-            if r != Register::None && r.size() != 8 {
-                continue;
-            }
         }
         b.truncate(ins.len());
         return Some((b, ins));
@@ -204,7 +255,13 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
     }
     gpr[4] = target(rng, 8);
     if ins.has_rep_prefix() || ins.has_repne_prefix() {
-        gpr[1] = if rng.chance(10) { 0 } else { rng.below(12) };
+        // A few elements, none, or up to three pages' worth (the page-at-a-time paths).
+        let size = ins.memory_size().size().max(1) as u64;
+        gpr[1] = match rng.below(10) {
+            0 => 0,
+            1 | 2 => rng.below(3 * 4096 / size),
+            _ => rng.below(12),
+        };
     }
     let m = ins.mnemonic();
     if matches!(m, M::Div | M::Idiv) && rng.chance(70) {
@@ -230,12 +287,20 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
     let used: Vec<_> = factory.info(&ins).used_memory().to_vec();
     for u in &used {
         let size = u.memory_size().size().max(1) as u64;
-        let t = target(rng, size);
+        let mut t = target(rng, size);
+        if u.address_size() == iced_x86::CodeSize::Code32 {
+            // The same place in the low window (which has no non-canonical addresses).
+            while !(WINDOW..WINDOW + WINDOW_SIZE).contains(&t) {
+                t = target(rng, size);
+            }
+            t = t - WINDOW + LOW_WINDOW;
+        }
         let disp = u.displacement();
         let scale = u.scale() as u64;
         let (base, index) = (u.base(), u.index());
         let reg = |r: Register| crate::operand::gpr(r).0;
-        let absolute = base == Register::RIP || (base == Register::None && index == Register::None);
+        let absolute = matches!(base, Register::RIP | Register::EIP)
+            || (base == Register::None && index == Register::None);
         match (base, index) {
             _ if absolute => {
                 // RIP-relative and absolute (moffs) operands: the displacement is patched.
@@ -245,25 +310,43 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
                 let o = offs.displacement_offset();
                 match (offs.displacement_size(), ins.is_ip_rel_memory_operand()) {
                     (4, true) => {
-                        let d = t.wrapping_sub(INSN + bytes.len() as u64) as i64;
+                        let mut next = INSN + bytes.len() as u64;
+                        if ins.memory_base() == Register::EIP {
+                            next &= 0xffff_ffff;
+                        }
+                        let d = t.wrapping_sub(next) as i64;
                         if d != d as i32 as i64 {
                             return None;
                         }
                         bytes[o..o + 4].copy_from_slice(&(d as i32).to_le_bytes());
                     }
                     (8, false) => bytes[o..o + 8].copy_from_slice(&t.to_le_bytes()),
+                    (4, false) => bytes[o..o + 4].copy_from_slice(&(t as u32).to_le_bytes()),
                     _ => return None,
                 }
                 ins = Decoder::with_ip(64, &bytes, INSN, DecoderOptions::NONE).decode();
             }
-            (Register::None, x) if x.is_gpr64() => {
-                gpr[reg(x)] = t.wrapping_sub(disp) / scale.max(1);
+            // A 32-bit register keeps its random upper half: 32-bit addressing ignores it.
+            (Register::None, x) if x.is_gpr64() || x.is_gpr32() => {
+                let v = t.wrapping_sub(disp) / scale.max(1);
+                gpr[reg(x)] = (gpr[reg(x)] & !mask(x)) | (v & mask(x));
             }
-            (b, x) if b.is_gpr64() => {
+            (b, x) if b.is_gpr64() || b.is_gpr32() => {
                 let xv = if x.is_gpr() { gpr[reg(x)] & mask(x) } else { 0 };
-                gpr[reg(b)] = t.wrapping_sub(disp).wrapping_sub(xv.wrapping_mul(scale));
+                let v = t.wrapping_sub(disp).wrapping_sub(xv.wrapping_mul(scale));
+                gpr[reg(b)] = (gpr[reg(b)] & !mask(b)) | (v & mask(b));
             }
             _ => return None,
+        }
+    }
+    if near_branch(ins.code()) && !aim_branch(&mut bytes, &mut ins, &mut gpr, &mut data) {
+        return None;
+    }
+    // POPF may set anything but TF, which would trap the host's save stub.
+    if matches!(m, M::Popf | M::Popfq) {
+        let off = gpr[4].wrapping_sub(DATA).wrapping_add(1);
+        if off < DATA_LEN as u64 {
+            data[off as usize] &= !1;
         }
     }
     // Successful compare-exchanges half of the time.
@@ -294,6 +377,9 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
         && ins.op0_kind() == iced_x86::OpKind::Memory
         && ins.op1_kind() == iced_x86::OpKind::Register
     {
+        if ins.memory_base().size() == 4 || ins.memory_index().size() == 4 {
+            return None;
+        }
         let r = ins.op1_register();
         let bits = r.size() as u32 * 8;
         let off = ((gpr[crate::operand::gpr(r).0] << (64 - bits)) as i64 >> (64 - bits)) >> 3;
@@ -315,7 +401,7 @@ pub(crate) fn case(code: Code, rng: &mut Rng, group: Group) -> Option<(Vec<u8>, 
             return None;
         }
     }
-    let flags = (rng.next() & 0x8d5) | 0x202;
+    let flags = (rng.next() & 0xcd5) | 0x202;
     Some((bytes, ins, State { gpr, rip: INSN, rflags: flags, fx, data }))
 }
 
@@ -332,16 +418,16 @@ fn mask(r: Register) -> u64 {
 /// Makes the accumulator of a compare-exchange equal to its destination.
 fn equalise(ins: &Instruction, gpr: &mut [u64; 16], data: &[u8]) {
     let read = |gpr: &[u64; 16], n: usize| -> Option<u64> {
-        let mut ea = ins.memory_displacement64();
-        if ins.memory_base() != Register::None {
-            ea = ea.wrapping_add(gpr[crate::operand::gpr(ins.memory_base()).0]);
-        }
-        if ins.memory_index() != Register::None {
-            ea = ea.wrapping_add(
-                gpr[crate::operand::gpr(ins.memory_index()).0].wrapping_mul(ins.memory_index_scale() as u64),
-            );
-        }
-        let off = ea.wrapping_sub(DATA).wrapping_add(8 * n as u64) as usize;
+        let get = |r: Register, _: usize, _: usize| -> Option<u64> {
+            if r.is_segment_register() {
+                Some(0)
+            } else if r == Register::RIP || r == Register::EIP {
+                Some(ins.next_ip())
+            } else {
+                Some(gpr[crate::operand::gpr(r).0] & mask(r))
+            }
+        };
+        let off = super::data_offset(ins.virtual_address(0, 0, get)?)?.checked_add(8 * n)?;
         let b = data.get(off..off.checked_add(8)?)?;
         Some(u64::from_le_bytes(b.try_into().ok()?))
     };
@@ -375,7 +461,8 @@ fn equalise(ins: &Instruction, gpr: &mut [u64; 16], data: &[u8]) {
 /// non-canonical addresses or the top page of the lower half (never mapped by Linux).
 fn safe(addr: u64, len: u64) -> bool {
     let end = addr.wrapping_add(len);
-    let in_window = addr >= WINDOW + 0x8000 && end <= WINDOW + WINDOW_SIZE && end > addr;
+    let inside = |w: u64| addr >= w + 0x8000 && end <= w + WINDOW_SIZE && end > addr;
+    let in_window = inside(WINDOW) || inside(LOW_WINDOW);
     let canonical = |a: u64| (a as i64) << 16 >> 16 == a as i64;
     let top = |a: u64| (0x7fff_ffff_0000..0x8000_0000_0000).contains(&a);
     let wild = (!canonical(addr) || top(addr)) && (!canonical(end) || top(end));
@@ -393,7 +480,7 @@ pub(crate) fn target(rng: &mut Rng, size: u64) -> u64 {
         let delta = rng.below(size + 4) as i64 - size as i64 - 1;
         boundary.wrapping_add(delta as u64)
     } else if r < 85 {
-        let page = [0u64, 1, 3][rng.below(3) as usize];
+        let page = [0u64, 1, 3, 4][rng.below(4) as usize];
         DATA + page * 4096 + rng.below(4096 - size.min(4096))
     } else if r < 95 {
         [0x8000_0000_0000_0000u64, 0x0000_8000_0000_0000, 0xffff_0000_0000_0000, 0x7fff_ffff_ffff_fff0]
@@ -475,4 +562,102 @@ fn lane64(rng: &mut Rng) -> u64 {
         2 => (rng.next() as f64 / 7.0 - 1e18).to_bits(),
         _ => rng.operand(),
     }
+}
+
+/// Points a branch at `LANDING`: a relative displacement is patched, an indirect target
+/// register or memory word (or the return address) set; a target in memory that cannot be
+/// written faults instead. False when the branch cannot be aimed.
+fn aim_branch(bytes: &mut [u8], ins: &mut Instruction, gpr: &mut [u64; 16], data: &mut [u8]) -> bool {
+    use iced_x86::OpKind;
+    let reg = |r: Register| crate::operand::gpr(r).0;
+    let store = |ea: u64, data: &mut [u8]| {
+        for (i, b) in LANDING.to_le_bytes().iter().enumerate() {
+            if let Some(off) = super::data_offset(ea.wrapping_add(i as u64)) {
+                if off / 4096 != HOLE {
+                    data[off] = *b;
+                }
+            }
+        }
+    };
+    match ins.flow_control() {
+        FlowControl::Return => store(gpr[4], data),
+        FlowControl::IndirectBranch | FlowControl::IndirectCall => match ins.op0_kind() {
+            OpKind::Register if ins.op0_register().size() == 8 => gpr[reg(ins.op0_register())] = LANDING,
+            OpKind::Memory => {
+                let get = |r: Register, _: usize, _: usize| -> Option<u64> {
+                    if r.is_segment_register() {
+                        Some(0)
+                    } else if r == Register::RIP {
+                        Some(ins.next_ip())
+                    } else {
+                        Some(gpr[reg(r)] & mask(r))
+                    }
+                };
+                let Some(ea) = ins.virtual_address(0, 0, get) else { return false };
+                store(ea, data);
+            }
+            _ => return false,
+        },
+        _ => {
+            let mut dec = Decoder::with_ip(64, bytes, INSN, DecoderOptions::NONE);
+            let first = dec.decode();
+            let offs = dec.get_constant_offsets(&first);
+            let (o, n) = (offs.immediate_offset(), offs.immediate_size());
+            let rel = LANDING.wrapping_sub(INSN + bytes.len() as u64) as i64;
+            match n {
+                1 => bytes[o] = rel as i8 as u8,
+                4 => bytes[o..o + 4].copy_from_slice(&(rel as i32).to_le_bytes()),
+                _ => return false,
+            }
+            *ins = Decoder::with_ip(64, bytes, INSN, DecoderOptions::NONE).decode();
+            if ins.near_branch_target() != LANDING {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A register-only instruction that sets every status flag, to run just before `ins`: the
+/// instruction then starts from lazily computed flags (add, adc, sbb, sub, cmp, logic, inc,
+/// dec, neg at any size). It writes no register `ins` uses.
+pub(crate) fn flag_setter(rng: &mut Rng, ins: &Instruction) -> Vec<u8> {
+    let mut used = [false; 16];
+    used[4] = true;
+    let mut factory = InstructionInfoFactory::new();
+    for r in factory.info(ins).used_registers() {
+        let full = r.register().full_register();
+        if full.is_gpr64() {
+            used[crate::operand::gpr(full).0] = true;
+        }
+    }
+    let free: Vec<u8> = (0..16u8).filter(|&r| !used[r as usize]).collect();
+    let size = [1u8, 2, 4, 8][rng.below(4) as usize];
+    let src = rng.below(16) as u8;
+    // add, or, adc, sbb, and, sub, xor (write), cmp, test (read only), inc, dec, neg (write).
+    let kind = rng.below(12) as u8;
+    let writes = !matches!(kind, 7 | 8);
+    let dst = if writes {
+        match free.get(rng.below(free.len().max(1) as u64) as usize) {
+            Some(&d) => d,
+            None => return Vec::new(),
+        }
+    } else {
+        rng.below(16) as u8
+    };
+    let mut b = Vec::new();
+    if size == 2 {
+        b.push(0x66);
+    }
+    let (opcode, reg) = match kind {
+        0..=7 => ((kind << 3) + (size != 1) as u8, src),
+        8 => (0x84 + (size != 1) as u8, src),
+        9 | 10 => (0xfe + (size != 1) as u8, kind - 9),
+        _ => (0xf6 + (size != 1) as u8, 3),
+    };
+    let r_bit = if kind <= 8 && reg >= 8 { 4 } else { 0 };
+    b.push(0x40 | if size == 8 { 8 } else { 0 } | r_bit | (dst >= 8) as u8);
+    b.push(opcode);
+    b.push(0xc0 | (reg & 7) << 3 | (dst & 7));
+    b
 }

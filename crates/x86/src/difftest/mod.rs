@@ -3,12 +3,22 @@
 //! and the single-step path) from the same state, and everything it leaves behind is compared:
 //! registers, flags, memory, the FXSAVE image and the fault it raised.
 //!
+//! A third of the cases run a register-only flag-setting instruction first, so that the
+//! instruction starts from lazily computed flags.
+//!
+//! Running: `cargo test -p x86 --lib difftest -- --nocapture` prints a summary per mnemonic;
+//! `CHR_VMM_DIFF_CASES=N` sets the cases per instruction form (100 by default, 24 for x87),
+//! `CHR_VMM_DIFF_REPORT=dir` writes each
+//! group's summary and every difference found (two examples per form) to `dir/<group>.txt`.
+//!
 //! The layout is shared by both runners: a 1 MiB window at `WINDOW` that holds the code page,
-//! and four data pages, the third of which is inaccessible, so that memory operands cross page
-//! boundaries and fault on either side of them.
+//! and five data pages, the third of which is inaccessible and the fifth read-only, so that
+//! memory operands cross page boundaries and fault on either side of them, not present or
+//! write-protected. A second window below 4 GiB aliases the same data pages for 32-bit
+//! addressing (a 67 prefix).
 
 // Elsewhere only the skip messages remain.
-#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
 
 pub(crate) mod compare;
 pub(crate) mod gen;
@@ -27,12 +37,25 @@ pub(crate) const WINDOW_SIZE: u64 = 1 << 20;
 pub(crate) const CODE: u64 = WINDOW;
 /// The instruction's address.
 pub(crate) const INSN: u64 = CODE + 0x200;
+/// Where the generator aims branches: taken branches land here (fall-through lands after the
+/// instruction), within reach of a rel8 displacement.
+pub(crate) const LANDING: u64 = INSN + 0x40;
+/// A second window below 4 GiB for 32-bit addressing (67 prefix): its data pages are the
+/// same memory as the first window's (an alias), so one image describes both.
+pub(crate) const LOW_WINDOW: u64 = 0x5a00_0000;
+pub(crate) const LOW_DATA: u64 = LOW_WINDOW + (DATA - WINDOW);
 /// The first data page.
 pub(crate) const DATA: u64 = WINDOW + 0x10000;
-/// Data pages; `HOLE` of them is inaccessible.
-pub(crate) const DATA_PAGES: usize = 4;
+/// Data pages; `HOLE` of them is inaccessible (not present), `READ_ONLY` read-only.
+pub(crate) const DATA_PAGES: usize = 5;
 pub(crate) const HOLE: usize = 2;
+pub(crate) const READ_ONLY: usize = 4;
 pub(crate) const DATA_LEN: usize = DATA_PAGES * 4096;
+
+/// Where linear address `ea` is in the data image (either window), if it is.
+pub(crate) fn data_offset(ea: u64) -> Option<usize> {
+    [DATA, LOW_DATA].iter().find(|&&b| (b..b + DATA_LEN as u64).contains(&ea)).map(|b| (ea - b) as usize)
+}
 
 /// The machine state before (and after) one instruction.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -96,11 +119,4 @@ impl Rng {
 /// Per-case budget: `CHR_VMM_DIFF_CASES` cases per instruction form (default `default`).
 pub(crate) fn cases_per_form(default: usize) -> usize {
     std::env::var("CHR_VMM_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Whether a group gated behind `CHR_VMM_DIFF_GROUPS` (comma-separated) is asked for.
-pub(crate) fn group_enabled(name: &str) -> bool {
-    std::env::var("CHR_VMM_DIFF_GROUPS")
-        .map(|v| v.split(',').any(|g| g.trim() == name || g.trim() == "all"))
-        .unwrap_or(false)
 }

@@ -2,7 +2,10 @@
 //! instruction run on the host CPU between a stub that loads the whole state and one that
 //! saves it, faults caught by signal handlers that read the trap from the signal's context.
 
-use super::{Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, WINDOW, WINDOW_SIZE};
+use super::{
+    Outcome, State, Trap, CODE, DATA, DATA_LEN, DATA_PAGES, HOLE, INSN, LANDING, LOW_DATA, LOW_WINDOW,
+    READ_ONLY, WINDOW, WINDOW_SIZE,
+};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The context page: inputs, outputs and the fault record, at fixed offsets.
@@ -17,6 +20,8 @@ const C_ERR: u64 = CTX + 0xa8;
 const C_CR2: u64 = CTX + 0xb0;
 const C_FAULT_RIP: u64 = CTX + 0xb8;
 const C_FAULT_FLAGS: u64 = CTX + 0xc0;
+const C_TAKEN: u64 = CTX + 0xc8;
+const C_START: u64 = CTX + 0xd0;
 const C_OUT: u64 = CTX + 0x100;
 const C_FAULT_GPR: u64 = CTX + 0x180;
 const C_FX_IN: u64 = CTX + 0x200;
@@ -31,8 +36,9 @@ const RECOVER: u64 = CODE + 0x400;
 
 /// The window, mapped once per process: Err says why it could not be.
 static MAPPED: OnceLock<Result<(), String>> = OnceLock::new();
-/// One native run at a time in the whole process (the window and the handlers are shared).
-static LOCK: Mutex<()> = Mutex::new(());
+/// One native run at a time in the whole process (the window and the handlers are shared);
+/// other tests that install signal handlers take it too.
+pub(crate) static LOCK: Mutex<()> = Mutex::new(());
 
 const SIGNALS: [libc::c_int; 5] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP];
 
@@ -47,11 +53,12 @@ pub(crate) struct Native {
     _alt: Vec<u8>,
 }
 
-fn map_window() -> Result<(), String> {
+/// Reserves `WINDOW_SIZE` bytes at `at`, inaccessible.
+fn reserve(at: u64) -> Result<(), String> {
     // SAFETY: a fresh anonymous mapping at a fixed address that must not replace anything.
     let p = unsafe {
         libc::mmap(
-            WINDOW as *mut libc::c_void,
+            at as *mut libc::c_void,
             WINDOW_SIZE as usize,
             libc::PROT_NONE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE | libc::MAP_NORESERVE,
@@ -59,12 +66,45 @@ fn map_window() -> Result<(), String> {
             0,
         )
     };
-    if p == libc::MAP_FAILED || p as u64 != WINDOW {
+    if p == libc::MAP_FAILED || p as u64 != at {
         if p != libc::MAP_FAILED {
             // SAFETY: unmapping what the kernel placed elsewhere (an old kernel ignoring the flag).
             unsafe { libc::munmap(p, WINDOW_SIZE as usize) };
         }
-        return Err(format!("the address {WINDOW:#x} is taken in this process"));
+        return Err(format!("the address {at:#x} is taken in this process"));
+    }
+    Ok(())
+}
+
+fn map_window() -> Result<(), String> {
+    reserve(WINDOW)?;
+    reserve(LOW_WINDOW)?;
+    // The data pages: one shared memory file mapped in both windows.
+    // SAFETY: plain system calls on a file descriptor this function owns; the fixed mappings
+    // replace pages of the reservations made above.
+    unsafe {
+        let fd = libc::memfd_create(c"chr-vmm-difftest".as_ptr(), libc::MFD_CLOEXEC);
+        if fd < 0 || libc::ftruncate(fd, DATA_LEN as libc::off_t) != 0 {
+            return Err(format!("memfd: {}", std::io::Error::last_os_error()));
+        }
+        for at in [DATA, LOW_DATA] {
+            let p = libc::mmap(
+                at as *mut libc::c_void,
+                DATA_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd,
+                0,
+            );
+            if p as u64 != at {
+                libc::close(fd);
+                return Err(format!(
+                    "mapping the data pages at {at:#x}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        libc::close(fd);
     }
     let prot = |addr: u64, len: usize, prot: libc::c_int| {
         // SAFETY: changing the protection of pages inside the window mapped above.
@@ -76,8 +116,9 @@ fn map_window() -> Result<(), String> {
     };
     prot(CODE, 4096, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC)?;
     prot(CTX, 4096, libc::PROT_READ | libc::PROT_WRITE)?;
-    for i in (0..DATA_PAGES).filter(|&i| i != HOLE) {
-        prot(DATA + i as u64 * 4096, 4096, libc::PROT_READ | libc::PROT_WRITE)?;
+    for base in [DATA, LOW_DATA] {
+        prot(base + HOLE as u64 * 4096, 4096, libc::PROT_NONE)?;
+        prot(base + READ_ONLY as u64 * 4096, 4096, libc::PROT_READ)?;
     }
     // SAFETY: the code page is mapped read-write-execute above and the stubs fit in it.
     unsafe {
@@ -132,7 +173,14 @@ fn stubs() -> Vec<u8> {
     for r in 0..16 {
         a.mov_reg(r, C_IN + 8 * r as u64, true);
     }
-    a.rip(&[0xe9], INSN); // jmp rel32
+    a.rip(&[0xff, 0x25], C_START); // jmp [rip+C_START]
+                                   // A taken branch: note it (MOV changes no flag) and save.
+    a.at(LANDING);
+    a.raw(&[0x48, 0xc7, 0x05]); // mov qword [rip+C_TAKEN], 1
+    let end = a.base + a.b.len() as u64 + 8;
+    a.raw(&(C_TAKEN.wrapping_sub(end) as i32).to_le_bytes());
+    a.raw(&1u32.to_le_bytes());
+    a.rip(&[0xe9], SAVE);
     a.at(SAVE);
     for r in 0..16 {
         a.mov_reg(r, C_OUT + 8 * r as u64, false);
@@ -258,11 +306,14 @@ impl Native {
         Ok(Self { _guard: guard, alt_old, _alt: alt })
     }
 
-    /// Runs `insn` (at `INSN`) from `s` on the host CPU.
-    pub fn run(&mut self, insn: &[u8], s: &State) -> Outcome {
-        let mut code = insn.to_vec();
+    /// Runs `insn` (at `INSN`) from `s` on the host CPU, after `pre` (register-only code
+    /// placed just before it).
+    pub fn run(&mut self, pre: &[u8], insn: &[u8], s: &State) -> Outcome {
+        let start = INSN - pre.len() as u64;
+        let mut code = pre.to_vec();
+        code.extend_from_slice(insn);
         // jmp rel32 to the save stub.
-        let end = INSN + code.len() as u64 + 5;
+        let end = start + code.len() as u64 + 5;
         code.push(0xe9);
         code.extend_from_slice(&(SAVE.wrapping_sub(end) as i32).to_le_bytes());
         let w = |addr: u64, v: u64| {
@@ -273,10 +324,17 @@ impl Native {
             // SAFETY: as above.
             unsafe { std::ptr::read(addr as *const u64) }
         };
+        let ro = DATA + READ_ONLY as u64 * 4096;
+        let protect = |prot: libc::c_int| {
+            // SAFETY: the read-only data page of the window, made writable while it is filled.
+            let r = unsafe { libc::mprotect(ro as *mut libc::c_void, 4096, prot) };
+            assert_eq!(r, 0, "mprotect of the read-only data page");
+        };
+        protect(libc::PROT_READ | libc::PROT_WRITE);
         // SAFETY: the code page is mapped read-write-execute and the code is shorter than the
         // room before the save stub; the data pages are mapped read-write except the hole.
         unsafe {
-            std::ptr::copy_nonoverlapping(code.as_ptr(), INSN as *mut u8, code.len());
+            std::ptr::copy_nonoverlapping(code.as_ptr(), start as *mut u8, code.len());
             std::ptr::copy_nonoverlapping(s.fx.as_ptr(), C_FX_IN as *mut u8, 512);
             for i in (0..DATA_PAGES).filter(|&i| i != HOLE) {
                 let off = i * 4096;
@@ -286,8 +344,17 @@ impl Native {
         for i in 0..16 {
             w(C_IN + 8 * i as u64, s.gpr[i]);
         }
+        protect(libc::PROT_READ);
+        // Linux fills page tables lazily: the low window's pages must be present, as the
+        // interpreter's are, or a store to the read-only one would fault as not present.
+        for i in (0..DATA_PAGES).filter(|&i| i != HOLE) {
+            // SAFETY: a read of a readable page of the low window.
+            unsafe { std::ptr::read_volatile((LOW_DATA + i as u64 * 4096) as *const u8) };
+        }
         w(C_FLAGS_IN, s.rflags);
         w(C_FAULTED, 0);
+        w(C_TAKEN, 0);
+        w(C_START, start);
         // SAFETY: the entry stub saves and restores everything the C ABI needs (callee-saved
         // registers, RSP, the FP control state, DF); the instruction only touches the window
         // (the generator checks every memory operand before a case runs).
@@ -319,7 +386,7 @@ impl Native {
             out.rflags = r(C_FAULT_FLAGS);
             Some(Trap { vector: r(C_TRAPNO) as u8, error: r(C_ERR) as u32, cr2: r(C_CR2) })
         } else {
-            out.rip = INSN + insn.len() as u64;
+            out.rip = if r(C_TAKEN) != 0 { LANDING } else { INSN + insn.len() as u64 };
             out.rflags = r(C_FLAGS_OUT);
             None
         };

@@ -23,9 +23,9 @@ fn state() -> State {
 /// Runs `code` from `s` through both interpreter paths, which must agree.
 fn run(code: &[u8], s: &State) -> Outcome {
     let mut i = Interp::new();
-    let a = i.run(code, s, Path::Block);
-    let b = i.run(code, s, Path::Single);
-    let c = i.run(code, s, Path::BlockWarm);
+    let a = i.run(&[], code, s, Path::Block);
+    let b = i.run(&[], code, s, Path::Single);
+    let c = i.run(&[], code, s, Path::BlockWarm);
     for o in [&b, &c] {
         assert_eq!((a.trap, &a.state.gpr, a.state.rip), (o.trap, &o.state.gpr, o.state.rip), "paths differ");
         assert!(a.state.data == o.state.data, "paths differ in memory");
@@ -124,6 +124,9 @@ fn non_canonical_addresses_raise_gp_or_ss() {
     assert_eq!(run(&[0x48, 0x8b, 0x45, 0x00], &s).trap, ss);
     assert_eq!(run(&[0x48, 0x01, 0x00], &s).trap, gp);
     assert_eq!(run(&[0x89, 0x45, 0x00], &s).trap, ss);
+    // Overrides other than FS/GS are ignored: ds:[rbp] still raises #SS, ss:[rax] #GP.
+    assert_eq!(run(&[0x3e, 0x48, 0x8b, 0x45, 0x00], &s).trap, ss);
+    assert_eq!(run(&[0x36, 0x48, 0x8b, 0x00], &s).trap, gp);
     // push rax / pop rax with a non-canonical RSP, RSP unchanged.
     s.gpr[4] = 0xffff_0000_0000_0040;
     for code in [&[0x50u8][..], &[0x58]] {

@@ -2,7 +2,7 @@
 
 use super::gen::{self, Group};
 use super::interp::{Interp, Path};
-use super::{cases_per_form, group_enabled, Rng};
+use super::{cases_per_form, Rng};
 use std::collections::BTreeMap;
 
 /// Per mnemonic: cases run, cases that faulted on the host, cases that differed.
@@ -39,22 +39,24 @@ fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, St
             done += 1;
             total += 1;
             t.cases += 1;
-            let want = native.run(&bytes, &state);
+            let pre = if rng.chance(30) { gen::flag_setter(&mut rng, &ins) } else { Vec::new() };
+            let want = native.run(&pre, &bytes, &state);
             if want.trap.is_some() {
                 t.faults += 1;
             }
             let mut differed = false;
             for path in [Path::Block, Path::BlockWarm, Path::Single] {
-                let got = interp.run(&bytes, &state, path);
+                let got = interp.run(&pre, &bytes, &state, path);
                 let d = super::compare::diff(&ins, &state, &want, &got);
                 if !d.is_empty() {
                     differed = true;
                     shown += 1;
                     if shown <= 2 {
                         out.push(format!(
-                            "{code:?} `{ins}` ({bytes:02x?}) via {path:?}\n  before: gpr {:x?} flags {:#x}\n  {}",
+                            "{code:?} `{ins}` ({bytes:02x?}) after {pre:02x?} via {path:?}\n  before: gpr {:x?} flags {:#x}{}\n  {}",
                             state.gpr,
                             state.rflags,
+                            fp_inputs(&ins, &state),
                             d.join("\n  ")
                         ));
                     }
@@ -73,7 +75,57 @@ fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, St
         );
     }
     eprintln!("{summary}");
+    // The whole list (two examples per form) for whoever works on the group.
+    if let Ok(dir) = std::env::var("CHR_VMM_DIFF_REPORT") {
+        let path = std::path::Path::new(&dir).join(format!("{group:?}.txt").to_lowercase());
+        if let Err(e) = std::fs::write(&path, format!("{summary}\n{}\n", out.join("\n"))) {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
+    }
     Ok(out)
+}
+
+/// The FP state an instruction reads, for the report: control words and the x87, MMX and
+/// XMM registers among its operands (empty for instructions without any).
+fn fp_inputs(ins: &iced_x86::Instruction, s: &super::State) -> String {
+    use iced_x86::Register;
+    let le = |r: std::ops::Range<usize>| s.fx[r].iter().rev().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut regs = String::new();
+    for i in 0..ins.op_count() {
+        let r = ins.op_register(i);
+        let (name, range) = if r.is_xmm() {
+            let n = r as usize - Register::XMM0 as usize;
+            (format!("xmm{n}"), 160 + 16 * n..176 + 16 * n)
+        } else if r.is_mm() {
+            // MMn is physical register n; FXSAVE keeps the registers in stack order (ST0 first).
+            let n = r as usize - Register::MM0 as usize;
+            let slot = (n + 8 - (s.fx[3] as usize >> 3 & 7)) & 7;
+            (format!("mm{n}"), 32 + 16 * slot..40 + 16 * slot)
+        } else if r.is_st() {
+            let n = r as usize - Register::ST0 as usize;
+            (format!("st{n}"), 32 + 16 * n..42 + 16 * n)
+        } else {
+            continue;
+        };
+        regs += &format!(" {name}={}", le(range));
+    }
+    if ins.op_kinds().any(|k| k == iced_x86::OpKind::Memory) {
+        let mut ea = ins.memory_displacement64();
+        for (r, scale) in [(ins.memory_base(), 1), (ins.memory_index(), ins.memory_index_scale() as u64)] {
+            if r.is_gpr64() {
+                ea = ea.wrapping_add(s.gpr[crate::operand::gpr(r).0].wrapping_mul(scale));
+            }
+        }
+        let n = ins.memory_size().size().min(16);
+        let off = super::data_offset(ea & if ins.memory_base().size() == 4 { 0xffff_ffff } else { u64::MAX });
+        if let Some(b) = off.and_then(|off| s.data.get(off..off.saturating_add(n))) {
+            regs += &format!(" mem={}", b.iter().rev().map(|b| format!("{b:02x}")).collect::<String>());
+        }
+    }
+    if regs.is_empty() && ins.cpuid_features().iter().all(|f| !format!("{f:?}").contains("FPU")) {
+        return String::new();
+    }
+    format!("\n  fp: fcw {} fsw {} ftw {} mxcsr {}{regs}", le(0..2), le(2..4), le(4..5), le(24..28))
 }
 
 fn check(name: &str, group: Group, default_cases: usize, seed: u64) {
@@ -99,32 +151,17 @@ fn integer_instructions_match_the_host_cpu() {
     check("integer_instructions_match_the_host_cpu", Group::Integer, 100, 0x1234_5678_9abc_def1);
 }
 
-/// Gated until the x87 rewrite lands: `CHR_VMM_DIFF_GROUPS=x87`.
 #[test]
 fn x87_instructions_match_the_host_cpu() {
-    if !group_enabled("x87") {
-        test_support::skip("x87_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=x87 to run it");
-        return;
-    }
     check("x87_instructions_match_the_host_cpu", Group::X87, 24, 0x8765_4321_0fed_cba9);
 }
 
-/// Gated until the SSE/MMX rewrite lands: `CHR_VMM_DIFF_GROUPS=mmx`.
 #[test]
 fn mmx_instructions_match_the_host_cpu() {
-    if !group_enabled("mmx") && !group_enabled("sse") {
-        test_support::skip("mmx_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=sse to run it");
-        return;
-    }
-    check("mmx_instructions_match_the_host_cpu", Group::Mmx, 24, 0x0bad_cafe_dead_beef);
+    check("mmx_instructions_match_the_host_cpu", Group::Mmx, 100, 0x0bad_cafe_dead_beef);
 }
 
-/// Gated until the SSE/MMX rewrite lands: `CHR_VMM_DIFF_GROUPS=sse`.
 #[test]
 fn sse_instructions_match_the_host_cpu() {
-    if !group_enabled("sse") {
-        test_support::skip("sse_instructions_match_the_host_cpu", "set CHR_VMM_DIFF_GROUPS=sse to run it");
-        return;
-    }
-    check("sse_instructions_match_the_host_cpu", Group::Sse, 24, 0x5eed_5eed_1234_4321);
+    check("sse_instructions_match_the_host_cpu", Group::Sse, 100, 0x5eed_5eed_1234_4321);
 }
