@@ -159,29 +159,35 @@ pub fn boot(args: BenchBootArgs) -> Result<u8, VmError> {
     let mem_arg = format!("{}M", guest_ram >> 20);
     let accel = if args.interp { "interp" } else { "kvm" };
     let mut rows: Vec<(String, BootFigures)> = Vec::new();
+    let jits = if args.interp { args.jit.clone() } else { vec![crate::cli::JitSetting(None)] };
     for run in 0..args.runs {
-        mkfifo(&fifo)?;
-        let mut ours = Command::new(&exe);
-        ours.args([
-            "run",
-            "--accel",
-            accel,
-            "--memory",
-            &mem_arg,
-            "--serial",
-            "stdio",
-            "--snapshot",
-            "--firmware-log",
-        ])
-        .arg(&fifo);
-        if let Some(fw) = &args.common.firmware {
-            ours.arg("--firmware").arg(fw);
+        for jit in &jits {
+            mkfifo(&fifo)?;
+            let mut ours = Command::new(&exe);
+            ours.args([
+                "run",
+                "--jit",
+                &jit.to_string(),
+                "--accel",
+                accel,
+                "--memory",
+                &mem_arg,
+                "--serial",
+                "stdio",
+                "--snapshot",
+                "--firmware-log",
+            ])
+            .arg(&fifo);
+            if let Some(fw) = &args.common.firmware {
+                ours.arg("--firmware").arg(fw);
+            }
+            ours.arg(&args.common.disk);
+            let name = match jit.0 {
+                Some(_) => format!("chr-vmm ({accel}+jit) #{}", run + 1),
+                None => format!("chr-vmm ({accel}) #{}", run + 1),
+            };
+            rows.push((name, time_boot(ours, &fifo, guest_ram, args.common.timeout())?));
         }
-        ours.arg(&args.common.disk);
-        rows.push((
-            format!("chr-vmm ({accel}) #{}", run + 1),
-            time_boot(ours, &fifo, guest_ram, args.common.timeout())?,
-        ));
         if let Some(qemu) = &args.common.qemu {
             mkfifo(&fifo)?;
             let mut q = Command::new(qemu);

@@ -96,6 +96,45 @@ pub struct BenchBootArgs {
     /// Use the interpreter (and QEMU's TCG) instead of KVM.
     #[arg(long)]
     pub interp: bool,
+    /// With --interp: the compiled tier settings to boot with, each in turn in every run
+    /// (e.g. `off,on`).
+    #[arg(long, value_delimiter = ',', default_value = "off", value_parser = parse_jit)]
+    pub jit: Vec<JitSetting>,
+}
+
+/// The interpreter's compiled tier: off, or on with the number of runs after which a
+/// block is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JitSetting(pub Option<u32>);
+
+impl std::fmt::Display for JitSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => write!(f, "off"),
+            Some(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// `on`, `off` or a threshold (0 compiles every block at its first run).
+pub fn parse_jit(s: &str) -> Result<JitSetting, String> {
+    match s {
+        "off" => Ok(JitSetting(None)),
+        "on" => Ok(JitSetting(Some(x86_threshold()))),
+        n => n.parse::<u32>().map(|t| JitSetting(Some(t))).map_err(|_| {
+            format!("{s:?} is not a --jit setting; use on, off or a threshold (runs before compiling)")
+        }),
+    }
+}
+
+#[cfg(feature = "jit")]
+fn x86_threshold() -> u32 {
+    x86::DEFAULT_THRESHOLD
+}
+
+#[cfg(not(feature = "jit"))]
+fn x86_threshold() -> u32 {
+    50
 }
 
 /// Which CPU accelerator runs the guest.
@@ -123,6 +162,10 @@ pub struct RunArgs {
     /// CPU accelerator.
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
+    /// The interpreter's compiled tier (Cranelift): on, off, or the number of runs after which
+    /// a block is compiled (0: at once, for tests).
+    #[arg(long, default_value = "off", value_parser = parse_jit, env = "CHR_JIT")]
+    pub jit: JitSetting,
     /// The guest's serial console: stdio, telnet:HOST:PORT, unix:PATH, file:PATH or none.
     #[arg(long, default_value = "stdio", value_parser = parse_serial)]
     pub serial: SerialSpec,

@@ -179,6 +179,7 @@ pub fn run_argv(env: &Environment, disk: &Path, id: &str, extra: &[String]) -> V
     opt("--memory", env.var("CHR_MEMORY").unwrap_or("256M"));
     opt("--cpus", env.var("CHR_CPUS").unwrap_or("1"));
     opt("--accel", env.var("CHR_ACCEL").unwrap_or("auto"));
+    opt("--jit", env.var("CHR_JIT").unwrap_or("off"));
     opt("--serial", env.var("CHR_SERIAL").unwrap_or("stdio"));
     if let Some(vnc) = env.var("CHR_VNC") {
         opt("--vnc", vnc);
@@ -337,7 +338,7 @@ mod tests {
         let argv = run_argv(&env(&[], &[]), Path::new("/image/chr-7.16.vmdk"), "0123456789ab", &[]);
         assert_eq!(
             argv.join(" "),
-            "chr-vmm run --memory 256M --cpus 1 --accel auto --serial stdio --net user,routeros \
+            "chr-vmm run --memory 256M --cpus 1 --accel auto --jit off --serial stdio --net user,routeros \
              --overlay /data/chr-7.16.vmdk.0123456789ab.overlay.qcow2 --ready-file /tmp/chr-vmm.ready /image/chr-7.16.vmdk"
         );
     }
@@ -359,7 +360,7 @@ mod tests {
         let argv = run_argv(&e, Path::new("/d.img"), "x", &["--firmware".into(), "/fw.bin".into()]);
         assert_eq!(
             argv.join(" "),
-            "chr-vmm run --memory 1G --cpus 2 --accel interp --serial telnet:0.0.0.0:5000 --vnc 0.0.0.0:5900 \
+            "chr-vmm run --memory 1G --cpus 2 --accel interp --jit off --serial telnet:0.0.0.0:5000 --vnc 0.0.0.0:5900 \
              --net user,routeros=10000 --net packet=eth1,mtu=9000 --net packet=eth2,mtu=1500 \
              --ready-file /tmp/chr-vmm.ready --firmware /fw.bin /d.img"
         );

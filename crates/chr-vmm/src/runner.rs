@@ -22,13 +22,55 @@ pub fn report_accel() -> Result<u8, VmError> {
     let kind = choose_accel(Accel::Auto)?;
     match kind {
         AccelKind::Kvm => println!("kvm"),
-        AccelKind::Interp if INTERPRETER_AVAILABLE => println!("interp"),
+        AccelKind::Interp if INTERPRETER_AVAILABLE => {
+            println!("interp");
+            println!("tiers: {}", tiers());
+        }
         AccelKind::Interp => {
             println!("none");
             return Err(VmError::NoInterpreter);
         }
     }
     Ok(0)
+}
+
+/// Which interpreter tiers run: the compiled one as `CHR_JIT` (or `--jit`) sets it.
+fn tiers() -> String {
+    #[cfg(feature = "jit")]
+    if let Some(t) = x86::jit_threshold() {
+        return format!("interpreter, compiled (Cranelift, blocks run {t} times)");
+    }
+    "interpreter".into()
+}
+
+/// Sets the compiled tier for the vCPUs built from now on.
+fn apply_jit(setting: crate::cli::JitSetting) -> Result<(), VmError> {
+    #[cfg(feature = "jit")]
+    {
+        x86::set_jit(setting.0);
+        Ok(())
+    }
+    #[cfg(not(feature = "jit"))]
+    match setting.0 {
+        None => Ok(()),
+        Some(_) => Err(VmError::Build("this build has no compiled tier; use --jit off".into())),
+    }
+}
+
+/// Prints what the compiled tier did (to stderr, for benchmarks).
+fn report_jit() {
+    #[cfg(feature = "jit")]
+    if x86::jit_threshold().is_some() {
+        let s = x86::jit_stats();
+        eprintln!(
+            "jit: {} blocks ({} instructions) compiled in {:.3} s, {} KiB of code, {} arena flushes",
+            s.blocks,
+            s.instructions,
+            s.compile_ns as f64 / 1e9,
+            s.code_bytes >> 10,
+            s.flushes
+        );
+    }
 }
 
 /// Picks the accelerator for `requested`, logging the choice and why.
@@ -70,6 +112,13 @@ fn choose_accel(requested: Accel) -> Result<AccelKind, VmError> {
 
 /// Runs the VM described by `args`; returns the process exit status.
 pub fn run(args: RunArgs) -> Result<u8, VmError> {
+    apply_jit(args.jit)?;
+    let r = run_vm(args);
+    report_jit();
+    r
+}
+
+fn run_vm(args: RunArgs) -> Result<u8, VmError> {
     let (tx, rx) = channel();
     signals::start(tx.clone())?;
     check_host_memory(args.memory)?;

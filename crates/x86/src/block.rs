@@ -285,6 +285,52 @@ pub(crate) struct Block {
     /// The ops, owned (from `Box::into_raw`, freed on drop; a raw pointer so that `first`
     /// stays valid however the block moves).
     ops: *mut [Op],
+    /// The offset of the first byte in its page.
+    page_off: u16,
+    /// Runs so far, towards the compiling threshold (`u32::MAX`: never compiled).
+    #[cfg(feature = "jit")]
+    hits: std::cell::Cell<u32>,
+    /// The compiled code and the code-arena epoch it belongs to.
+    #[cfg(feature = "jit")]
+    code: std::cell::Cell<Option<(crate::jit::JitFn, u32)>>,
+}
+
+#[cfg(feature = "jit")]
+impl Block {
+    /// The compiled code, if it is live in `epoch`.
+    #[inline(always)]
+    pub(crate) fn jit_code(&self, epoch: u32) -> Option<crate::jit::JitFn> {
+        match self.code.get() {
+            Some((f, e)) if e == epoch => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Counts a run; true when the block is due to be compiled.
+    #[inline(always)]
+    pub(crate) fn jit_due(&self, threshold: u32) -> bool {
+        let h = self.hits.get();
+        if h == u32::MAX {
+            return false;
+        }
+        self.hits.set(h + 1);
+        h >= threshold
+    }
+
+    pub(crate) fn set_jit_code(&self, f: crate::jit::JitFn, epoch: u32) {
+        self.code.set(Some((f, epoch)));
+    }
+
+    /// Marks the block as one the compiler does not handle.
+    pub(crate) fn jit_never(&self) {
+        self.hits.set(u32::MAX);
+    }
+
+    /// The page the block was decoded from, the offset of its first byte, its RIP.
+    pub(crate) fn jit_source(&self) -> (*const u8, usize, u64) {
+        // SAFETY: `host` is `page_off` bytes into its page.
+        (unsafe { self.host.sub(self.page_off as usize) }, self.page_off as usize, self.rip)
+    }
 }
 
 impl Drop for Block {
@@ -613,6 +659,12 @@ impl Cpu {
             // Otherwise the budget is a hint for when to look for interrupts: a block always
             // runs whole (at most MAX_OPS instructions past it).
             let first = &all[0];
+            #[cfg(feature = "jit")]
+            let s = match self.jit_enter(block, all) {
+                Some(s) => s,
+                None => (first.run)(self, first),
+            };
+            #[cfg(not(feature = "jit"))]
             let s = (first.run)(self, first);
             // SAFETY: the op that ended the chain is one of this block's ops or its end op,
             // all in one allocation starting at `all`.
@@ -762,6 +814,11 @@ fn decode_block(page: *const u8, off: usize, rip: u64, bitness: u32) -> Option<B
         ops,
         links: [const { std::cell::Cell::new(NO_LINK) }; LINKS],
         checked: std::cell::Cell::new(0),
+        page_off: off as u16,
+        #[cfg(feature = "jit")]
+        hits: std::cell::Cell::new(0),
+        #[cfg(feature = "jit")]
+        code: std::cell::Cell::new(None),
     })
 }
 

@@ -153,7 +153,7 @@ macro_rules! with_cc {
 
 /// One operand as the fast handlers see it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum O {
+pub(crate) enum O {
     /// A general-purpose register (not AH/CH/DH/BH): index and size.
     R(u8, u8),
     /// A memory operand of this size (its address is in the op's memory fields).
@@ -183,7 +183,7 @@ fn addr_size(ins: &Instruction, bitness: u32) -> u8 {
 
 /// Fills the op's memory fields from the instruction; false when the address uses
 /// something the fast path does not handle.
-fn mem(ins: &Instruction, bitness: u32, op: &mut Op) -> bool {
+pub(crate) fn mem(ins: &Instruction, bitness: u32, op: &mut Op) -> bool {
     let reg = |r: Register| -> Option<u8> {
         match r {
             Register::None | Register::RIP | Register::EIP => Some(NO_REG),
@@ -215,7 +215,7 @@ fn mem(ins: &Instruction, bitness: u32, op: &mut Op) -> bool {
 }
 
 /// Operand `i` of `ins`.
-fn operand(ins: &Instruction, i: u32, bitness: u32, op: &mut Op) -> O {
+pub(crate) fn operand(ins: &Instruction, i: u32, bitness: u32, op: &mut Op) -> O {
     match ins.op_kind(i) {
         OpKind::Register => match gpr(ins.op_register(i)) {
             (r, size @ (1 | 2 | 4 | 8), false) => O::R(r as u8, size),
@@ -246,7 +246,7 @@ fn operand(ins: &Instruction, i: u32, bitness: u32, op: &mut Op) -> O {
 }
 
 /// The condition of a Jcc/SETcc/CMOVcc as a `cc_index`.
-fn cc(ins: &Instruction) -> Option<u8> {
+pub(crate) fn cc(ins: &Instruction) -> Option<u8> {
     use ConditionCode as C;
     Some(match ins.condition_code() {
         C::o => 0,

@@ -110,7 +110,7 @@ pub struct TableReg {
     pub limit: u32,
 }
 
-const TLB_SIZE: usize = 1024;
+pub(crate) const TLB_SIZE: usize = 1024;
 
 #[derive(Clone, Copy)]
 pub(crate) struct TlbEntry {
@@ -234,7 +234,7 @@ pub struct Cpu {
     /// The vCPU index (APIC ID).
     pub id: u32,
     pub(crate) phys: PhysMem,
-    tlb: [TlbEntry; TLB_SIZE],
+    pub(crate) tlb: [TlbEntry; TLB_SIZE],
     pub(crate) io: Option<*const (dyn IoHandler + 'static)>,
     pub(crate) apic: Option<Arc<irqchip::LocalApic>>,
     /// RIP of the instruction being executed (faults restart it).
@@ -248,6 +248,12 @@ pub struct Cpu {
     pub(crate) icache_gen: u64,
     pub(crate) icache: crate::block::BlockCache,
     pub(crate) start: std::time::Instant,
+    /// The compiling tier, when on.
+    #[cfg(feature = "jit")]
+    pub(crate) jit: Option<Box<crate::jit::Jit>>,
+    /// A value a compiled block's slow-path helper hands back.
+    #[cfg(feature = "jit")]
+    pub(crate) jit_tmp: u64,
 }
 
 // SAFETY: `io` is only set while `run` holds the `&dyn IoHandler` it points to (which is Sync)
@@ -307,6 +313,10 @@ impl Cpu {
             icache_gen: 0,
             icache: Default::default(),
             start: std::time::Instant::now(),
+            #[cfg(feature = "jit")]
+            jit: crate::jit::Jit::new_if_enabled(),
+            #[cfg(feature = "jit")]
+            jit_tmp: 0,
         };
         c.reset();
         c

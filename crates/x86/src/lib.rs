@@ -36,6 +36,8 @@ mod fast_sse;
 mod fast_sse_pick;
 mod fast_syscall;
 mod flags;
+#[cfg(feature = "jit")]
+mod jit;
 mod msr;
 mod operand;
 mod phys;
@@ -44,6 +46,8 @@ mod system;
 mod x87;
 
 pub use cpu::{Cpu, Fault, Segment, TableReg};
+#[cfg(feature = "jit")]
+pub use jit::{jit_stats, jit_threshold, set_jit, JitStats, DEFAULT_THRESHOLD};
 pub use phys::PhysMem;
 
 use machine::memory::GuestMemory;
@@ -118,6 +122,18 @@ impl InterpVcpu {
     /// machine with more than one): see [`ExecLock`].
     pub fn share_execution(&mut self, lock: Arc<ExecLock>) {
         self.exec_lock = Some(lock);
+    }
+
+    /// Turns this vCPU's compiled tier on (compiling blocks after `threshold` runs) or off,
+    /// whatever `set_jit` says; false when this host or build has none.
+    pub fn set_jit_threshold(&mut self, threshold: Option<u32>) -> bool {
+        #[cfg(feature = "jit")]
+        {
+            self.cpu.jit = threshold.and_then(jit::Jit::new);
+            threshold.is_none() || self.cpu.jit.is_some()
+        }
+        #[cfg(not(feature = "jit"))]
+        threshold.is_none()
     }
 
     /// The CPU state (registers, segments, control registers) for tests and direct boot.
