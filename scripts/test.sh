@@ -22,11 +22,16 @@ export CHR_VMM_SKIP_LOG=${CHR_VMM_SKIP_LOG:-$(mktemp /tmp/chr-vmm-skips.XXXXXX)}
 : > "$CHR_VMM_SKIP_LOG"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The compiling tier is a cargo feature, off by default until it beats the interpreter.
+cargo clippy -p x86 -p chr-vmm --features chr-vmm/jit --all-targets -- -D warnings
 # The end-to-end tests boot the release binary (debug builds are far too slow for the
 # interpreter), so build it first.
 cargo build --release -p chr-vmm
 status=0
 cargo test --release --workspace --no-fail-fast 2>&1 | tee /tmp/chr-vmm-test.log || status=$?
+# The jit leg: every interpreter unit test and the host comparison again, with every block
+# compiled at its first run (CHR_JIT=0).
+CHR_JIT=0 cargo test --release -p x86 --features jit --lib 2>&1 | tee /tmp/chr-vmm-test-jit.log || status=1
 # The arm64 leg: the portable crates built for aarch64 and their unit tests run under
 # qemu-aarch64 (scripts/arm64-leg.sh). Its results land in its own log, its skips (prefixed
 # "aarch64 ") in the skip log, and a leg that cannot run here in $legs_skipped.
@@ -34,7 +39,8 @@ legs_skipped=${TMPDIR:-/tmp}/chr-vmm-legs-skipped.$$
 : > "$legs_skipped"
 CHR_VMM_LEG_SKIP=$legs_skipped scripts/arm64-leg.sh /tmp/chr-vmm-test-aarch64.log || status=1
 count() { # count FIELD: the sum of that field of every "test result:" line of both legs
-  { grep -shEo '^test result: .*' /tmp/chr-vmm-test.log /tmp/chr-vmm-test-aarch64.log || true; } \
+  { grep -shEo '^test result: .*' /tmp/chr-vmm-test.log /tmp/chr-vmm-test-jit.log \
+      /tmp/chr-vmm-test-aarch64.log || true; } \
     | awk -v f="$1" '{n+=$f} END {print n+0}'
 }
 passed=$(count 4)

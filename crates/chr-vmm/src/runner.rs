@@ -53,7 +53,9 @@ fn apply_jit(setting: crate::cli::JitSetting) -> Result<(), VmError> {
     #[cfg(not(feature = "jit"))]
     match setting.0 {
         None => Ok(()),
-        Some(_) => Err(VmError::Build("this build has no compiled tier; use --jit off".into())),
+        Some(_) => Err(VmError::Build(
+            "this build has no compiled tier: use --jit off, or build chr-vmm with `--features jit`".into(),
+        )),
     }
 }
 
