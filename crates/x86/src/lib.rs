@@ -30,6 +30,8 @@ mod cpuid;
 mod decode;
 mod exec;
 mod exec_lock;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod exec_page;
 mod fast_alu;
 mod fast_flow;
 mod fast_sse;

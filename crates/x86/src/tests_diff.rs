@@ -222,7 +222,7 @@ fn interp(code: &[u8], a: u64, b: u64, d: u64, flags_in: u64) -> (u64, u64, u64)
 mod native {
     /// An executable page holding one generated function.
     pub struct Native {
-        page: *mut libc::c_void,
+        page: crate::exec_page::ExecPage,
     }
 
     type Func = unsafe extern "C" fn(u64, u64, u64, *mut u64, u64);
@@ -245,25 +245,7 @@ mod native {
                 0x49, 0x89, 0x52, 0x10, // mov [r10+16], rdx
                 0xc3,
             ]);
-            // SAFETY: an anonymous private mapping; checked for failure below.
-            let page = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(page, libc::MAP_FAILED);
-            // SAFETY: the page is 4096 bytes and the code is far shorter; then it is made
-            // read+execute only.
-            unsafe {
-                std::ptr::copy_nonoverlapping(code.as_ptr(), page as *mut u8, code.len());
-                assert_eq!(libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC), 0);
-            }
-            Self { page }
+            Self { page: crate::exec_page::ExecPage::new(&code) }
         }
 
         pub fn call(&self, a: u64, b: u64, flags: u64, d: u64) -> (u64, u64, u64) {
@@ -271,17 +253,10 @@ mod native {
             // SAFETY: the page holds a complete function with this signature that only
             // touches its arguments, caller-saved registers and `out`.
             unsafe {
-                let f: Func = std::mem::transmute::<*mut libc::c_void, Func>(self.page);
+                let f: Func = std::mem::transmute::<*mut libc::c_void, Func>(self.page.addr());
                 f(a, b, flags, out.as_mut_ptr(), d);
             }
             (out[0], out[1], out[2])
-        }
-    }
-
-    impl Drop for Native {
-        fn drop(&mut self) {
-            // SAFETY: unmapping the page this object mapped.
-            unsafe { libc::munmap(self.page, 4096) };
         }
     }
 }

@@ -16,7 +16,7 @@ struct Block {
 
 /// An executable page: FXRSTOR the input, run the instruction, FXSAVE the output.
 pub struct Native {
-    page: *mut libc::c_void,
+    page: crate::exec_page::ExecPage,
 }
 
 type Func = unsafe extern "C" fn(*const Area, *mut Area, *mut Block, *mut Area);
@@ -50,24 +50,7 @@ impl Native {
             0x5b, // pop rbx
             0xc3, // ret
         ]);
-        // SAFETY: an anonymous private mapping; checked for failure below.
-        let page = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(page, libc::MAP_FAILED);
-        // SAFETY: the page is 4096 bytes and the code far shorter; then read+execute only.
-        unsafe {
-            std::ptr::copy_nonoverlapping(code.as_ptr(), page as *mut u8, code.len());
-            assert_eq!(libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC), 0);
-        }
-        Self { page }
+        Self { page: crate::exec_page::ExecPage::new(&code) }
     }
 
     pub fn run(&self, s: &State) -> State {
@@ -91,7 +74,7 @@ impl Native {
         // its arguments, caller-saved registers, rbx (saved) and the block's memory; the
         // caller's x87/SSE state is saved first and restored last.
         unsafe {
-            let f: Func = std::mem::transmute::<*mut libc::c_void, Func>(self.page);
+            let f: Func = std::mem::transmute::<*mut libc::c_void, Func>(self.page.addr());
             f(&input, &mut out, &mut b, &mut saved);
         }
         let o = &out.0;
@@ -161,13 +144,6 @@ impl Native {
         FAULTED.store(false, SeqCst);
         let st = self.run(s);
         (st, FAULTED.load(SeqCst))
-    }
-}
-
-impl Drop for Native {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the page this object mapped.
-        unsafe { libc::munmap(self.page, 4096) };
     }
 }
 

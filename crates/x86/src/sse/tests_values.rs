@@ -25,17 +25,10 @@ pub(super) struct State {
 pub(super) const STATUS: u64 = 0x8d5;
 pub(super) const DATA: u64 = 0x3000;
 
-pub(super) struct Rng(pub u64);
+/// The differential harness's generator, with the draws of this test.
+pub(super) use crate::difftest::Rng;
+
 impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 
     /// A single drawn heavily from special values.
     fn f32(&mut self) -> u32 {
@@ -148,7 +141,7 @@ impl Rng {
         }
     }
 
-    pub fn state(&mut self, form: &Form) -> State {
+    pub(super) fn state(&mut self, form: &Form) -> State {
         let d = form.data;
         let x1 = self.vector(d, None);
         let x2 = self.vector(d, Some(x1));

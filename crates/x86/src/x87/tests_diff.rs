@@ -157,7 +157,7 @@ pub(super) fn interp(
 pub(super) mod native {
     /// An executable page holding FXRSTOR64 [rdi]; the instruction; FXSAVE64 [rdi]; FNINIT.
     pub struct Native {
-        page: *mut libc::c_void,
+        page: crate::exec_page::ExecPage,
     }
 
     type Func = unsafe extern "C" fn(*mut u8, *mut u8, u64) -> u64;
@@ -170,25 +170,7 @@ pub(super) mod native {
             let mut code = vec![0x52, 0x9d, 0x48, 0x0f, 0xae, 0x0f];
             code.extend_from_slice(op);
             code.extend_from_slice(&[0x48, 0x0f, 0xae, 0x07, 0x9c, 0x58, 0xdb, 0xe3, 0xc3]);
-            // SAFETY: an anonymous private mapping; checked for failure below.
-            let page = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(page, libc::MAP_FAILED);
-            // SAFETY: the page is 4096 bytes and the code far shorter; then it is made
-            // read+execute only.
-            unsafe {
-                std::ptr::copy_nonoverlapping(code.as_ptr(), page as *mut u8, code.len());
-                assert_eq!(libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC), 0);
-            }
-            Self { page }
+            Self { page: crate::exec_page::ExecPage::new(&code) }
         }
 
         /// (image after, memory after, rflags after).
@@ -199,17 +181,10 @@ pub(super) mod native {
             // only the image, the memory buffer, caller-saved registers and the x87/SSE
             // state, which it leaves initialised (FNINIT; MXCSR from the image).
             let f = unsafe {
-                let func: Func = std::mem::transmute::<*mut libc::c_void, Func>(self.page);
+                let func: Func = std::mem::transmute::<*mut libc::c_void, Func>(self.page.addr());
                 func(a.0.as_mut_ptr(), m.as_mut_ptr(), flags)
             };
             (a.0, m, f)
-        }
-    }
-
-    impl Drop for Native {
-        fn drop(&mut self) {
-            // SAFETY: unmapping the page this object mapped.
-            unsafe { libc::munmap(self.page, 4096) };
         }
     }
 }

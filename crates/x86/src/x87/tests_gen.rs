@@ -3,19 +3,15 @@
 
 use super::tests_diff::Mem;
 
-pub(super) struct Rng(pub u64);
+/// The differential harness's generator, with the draws of this test.
+pub(super) use crate::difftest::Rng;
+
 impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
     fn pick<T: Copy>(&mut self, v: &[T]) -> T {
         v[(self.next() % v.len() as u64) as usize]
     }
     /// An 80-bit value, mostly special.
-    pub fn ext(&mut self) -> u128 {
+    pub(super) fn ext(&mut self) -> u128 {
         let s = (self.next() & 1) as u128;
         let r = self.next();
         let (e, m): (u128, u64) = match r % 21 {
@@ -60,7 +56,7 @@ impl Rng {
         };
         (s << 79) | (e << 64) | m as u128
     }
-    fn f64(&mut self) -> u64 {
+    fn x87_f64(&mut self) -> u64 {
         let r = self.next();
         let s = (r & 1) << 63;
         s | match r % 10 {
@@ -74,7 +70,7 @@ impl Rng {
             _ => ((1023 + self.next() % 40 - 20) << 52) | (self.next() >> 12),
         }
     }
-    fn f32(&mut self) -> u64 {
+    fn x87_f32(&mut self) -> u64 {
         let r = self.next();
         let s = (r & 1) << 31;
         s | match r % 10 {
@@ -88,7 +84,7 @@ impl Rng {
             _ => ((127 + self.next() % 40 - 20) << 23) | (self.next() >> 41),
         }
     }
-    fn int(&mut self, bits: u32) -> u64 {
+    fn x87_int(&mut self, bits: u32) -> u64 {
         let r = self.next();
         let v = match r % 4 {
             0 => self.pick(&[0, 1, !0, 1 << (bits - 1), (1 << (bits - 1)) - 1]),
@@ -161,12 +157,12 @@ pub(super) fn memory(rng: &mut Rng, m: Mem) -> [u8; 128] {
     }
     match m {
         Mem::None => {}
-        Mem::F32 => b[..4].copy_from_slice(&(rng.f32() as u32).to_le_bytes()),
-        Mem::F64 => b[..8].copy_from_slice(&rng.f64().to_le_bytes()),
+        Mem::F32 => b[..4].copy_from_slice(&(rng.x87_f32() as u32).to_le_bytes()),
+        Mem::F64 => b[..8].copy_from_slice(&rng.x87_f64().to_le_bytes()),
         Mem::F80 => b[..10].copy_from_slice(&rng.ext().to_le_bytes()[..10]),
-        Mem::I16 => b[..2].copy_from_slice(&(rng.int(16) as u16).to_le_bytes()),
-        Mem::I32 => b[..4].copy_from_slice(&(rng.int(32) as u32).to_le_bytes()),
-        Mem::I64 => b[..8].copy_from_slice(&rng.int(64).to_le_bytes()),
+        Mem::I16 => b[..2].copy_from_slice(&(rng.x87_int(16) as u16).to_le_bytes()),
+        Mem::I32 => b[..4].copy_from_slice(&(rng.x87_int(32) as u32).to_le_bytes()),
+        Mem::I64 => b[..8].copy_from_slice(&rng.x87_int(64).to_le_bytes()),
         Mem::Bcd => b[..10].copy_from_slice(&rng.bcd().to_le_bytes()[..10]),
         Mem::Raw => {
             // Sometimes reserved control-word bits too (bit 6 reads as 1, 13-15 as 0).
