@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The arm64 leg of the test suite: the portable crates built for aarch64-unknown-linux-gnu with
 # Debian's cross toolchain (scripts/aarch64-cross.sh installs it) and their unit tests run under
-# qemu-aarch64, with the interpreter running SeaBIOS's POST (crate x86's seabios_pc). The KVM
+# qemu-aarch64, with the interpreter running SeaBIOS's POST (crate x86's seabios_pc) and the
+# instruction-level differential test replayed against outcomes recorded on this host. The KVM
 # crate is x86-only; the end-to-end boots and x86's linux_direct (a 300 s time budget that
 # asserts nothing) would take far longer emulated than they tell.
 #
@@ -25,7 +26,18 @@ leg_skip() {
   if [ -n "${CHR_VMM_LEG_SKIP:-}" ]; then echo "arm64 leg: $*" >> "$CHR_VMM_LEG_SKIP"; exit 0; fi
   echo "SKIPPED: arm64 leg: $*" >&2; exit 2
 }
-setup_err=$(mktemp); trap 'rm -f "$setup_err" "${skips:-}"' EXIT
+setup_err=$(mktemp); record=$(mktemp -d)
+trap 'rm -rf "$setup_err" "${skips:-}" "$record"' EXIT
+# The host comparison's cases and this x86-64 host's outcomes, recorded (with the native
+# toolchain, before the cross one's environment) for the aarch64 build to replay: its
+# difftest groups then compare the interpreter with them, as the native ones do with the CPU.
+if [ "$(uname -m)" = x86_64 ]; then
+  echo "[arm64-leg] recording the host's outcomes of the differential test" >&2
+  if ! CHR_VMM_DIFF_RECORD=$record CHR_VMM_SKIP_LOG=/dev/null nice -n 10 cargo test --release -p x86 --lib \
+      difftest::tests > "$LOG.record" 2>&1; then
+    echo "[arm64-leg] recording failed (see $LOG.record); the aarch64 differential test will skip" >&2
+  fi
+fi
 if ! env_lines=$(scripts/aarch64-cross.sh 2>"$setup_err"); then
   cat "$setup_err" >&2
   leg_skip "the aarch64 cross toolchain could not be installed: $(tail -1 "$setup_err" | sed "s/^\[aarch64-cross\] //")"
@@ -44,7 +56,7 @@ fi
 built=$SECONDS
 skips=$(mktemp)
 status=0
-CHR_VMM_SKIP_LOG=$skips /usr/bin/cargo test "${args[@]}" --no-fail-fast 2>&1 \
+CHR_VMM_DIFF_REPLAY=$record CHR_VMM_SKIP_LOG=$skips /usr/bin/cargo test "${args[@]}" --no-fail-fast 2>&1 \
   | tee -a "$LOG" || status=1
 if [ -n "${CHR_VMM_SKIP_LOG:-}" ]; then sed 's/^/aarch64 /' "$skips" >> "$CHR_VMM_SKIP_LOG"; fi
 echo "[arm64-leg] build $((built - start)) s, tests $((SECONDS - built)) s" | tee -a "$LOG" >&2

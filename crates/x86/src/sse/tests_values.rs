@@ -29,7 +29,6 @@ pub(super) const DATA: u64 = 0x3000;
 pub(super) use crate::difftest::Rng;
 
 impl Rng {
-
     /// A single drawn heavily from special values.
     fn f32(&mut self) -> u32 {
         let r = self.next();
