@@ -289,11 +289,11 @@ pub(super) fn run_case(case: &Case, rng: &mut Rng, n: usize, t: &mut Tally) {
 }
 
 #[test]
-fn x87_instructions_match_the_host_cpu() {
+fn every_x87_form_matches_the_host_cpu() {
     #[cfg(not(target_arch = "x86_64"))]
     {
         test_support::skip(
-            "x87_instructions_match_the_host_cpu",
+            "every_x87_form_matches_the_host_cpu",
             "the differential test needs an x86-64 host to compare with",
         );
     }
