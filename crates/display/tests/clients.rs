@@ -35,11 +35,16 @@ fn read_pixels(path: &Path, points: &[(usize, usize)]) -> Option<(usize, usize, 
         path.display().to_string(),
         pts.join(",")
     );
-    let out = Command::new("python3").arg("-c").arg(script).output().ok()?;
-    if !out.status.success() {
-        eprintln!("PIL: {}", String::from_utf8_lossy(&out.stderr));
+    // The first python3 on PATH may be another installation than the one Debian's
+    // python3-pil (scripts/install-deps.sh) belongs to: try that one too.
+    let out = ["python3", "/usr/bin/python3"]
+        .iter()
+        .filter_map(|py| Command::new(py).arg("-c").arg(&script).output().ok())
+        .find(|o| o.status.success());
+    let Some(out) = out else {
+        eprintln!("PIL: neither python3 on PATH nor /usr/bin/python3 can read {}", path.display());
         return None;
-    }
+    };
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mut lines = text
         .lines()
