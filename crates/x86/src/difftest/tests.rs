@@ -14,6 +14,27 @@ struct Tally {
     diffs: usize,
 }
 
+/// Up to `per_form` cases of form `code` (bytes, instruction, state, flag-setting prefix), a
+/// third of them with a prefix: every run of a group (on the host, recording, replaying)
+/// draws them from the seed in this one order.
+fn form_cases(
+    code: iced_x86::Code,
+    group: Group,
+    per_form: usize,
+    rng: &mut Rng,
+) -> Vec<(Vec<u8>, iced_x86::Instruction, super::State, Vec<u8>)> {
+    let mut v = Vec::new();
+    for _ in 0..per_form * 4 {
+        if v.len() == per_form {
+            break;
+        }
+        let Some((bytes, ins, state)) = gen::case(code, rng, group) else { continue };
+        let pre = if rng.chance(30) { gen::flag_setter(rng, &ins) } else { Vec::new() };
+        v.push((bytes, ins, state, pre));
+    }
+    v
+}
+
 /// Runs `group`; returns the differences found (the first ones in full) and prints a summary
 /// per mnemonic.
 #[cfg(target_arch = "x86_64")]
@@ -35,17 +56,10 @@ fn run_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>, St
     for code in &forms {
         let t = tally.entry(format!("{:?}", code.mnemonic())).or_default();
         t.forms += 1;
-        let mut done = 0;
         let mut shown = 0;
-        for _ in 0..per_form * 4 {
-            if done == per_form {
-                break;
-            }
-            let Some((bytes, ins, state)) = gen::case(*code, &mut rng, group) else { continue };
-            done += 1;
+        for (bytes, ins, state, pre) in form_cases(*code, group, per_form, &mut rng) {
             total += 1;
             t.cases += 1;
-            let pre = if rng.chance(30) { gen::flag_setter(&mut rng, &ins) } else { Vec::new() };
             let want = native.run(&pre, &bytes, &state);
             match &mut mode {
                 Mode::Normal => {}
@@ -212,15 +226,8 @@ fn replay_group(group: Group, per_form: usize, seed: u64) -> Result<Vec<String>,
     let mut rng = Rng(seed);
     let mut total = 0;
     for code in &gen::forms(group, record.amd) {
-        let mut done = 0;
-        for _ in 0..per_form * 4 {
-            if done == per_form {
-                break;
-            }
-            let Some((bytes, ins, state)) = gen::case(*code, &mut rng, group) else { continue };
-            done += 1;
+        for (bytes, ins, state, pre) in form_cases(*code, group, per_form, &mut rng) {
             total += 1;
-            let pre = if rng.chance(30) { gen::flag_setter(&mut rng, &ins) } else { Vec::new() };
             let host = record.next(total as u32, &pre, &bytes, &state)?;
             for path in [Path::Block, Path::BlockWarm, Path::Single] {
                 let d = super::compare::diff(&ins, &state, &host, &interp.run(&pre, &bytes, &state, path));
